@@ -1,0 +1,110 @@
+"""Turn VOC's written boxes into the dataset's box convention, fixing what can be fixed.
+
+VOC pixel indices are 1-based and inclusive, so ``x1 = xmin - 1``, ``y1 = ymin - 1``,
+``x2 = xmax``, ``y2 = ymax`` in 0-based continuous pixels (see ``annotations.schema``).
+Tools disagree on 0- vs 1-based writing (Roboflow and CVAT write ``xmin=0``), so a box
+that leaves the image by at most ``EDGE_TOLERANCE`` pixels is clipped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from annotations.report import Problem
+from annotations.voc_xml import RawObject
+
+EDGE_TOLERANCE = 1.0
+MIN_SIDE = 1.0  # a kept box is at least one pixel wide and high
+ON_ERROR_MODES = ("fail", "skip", "repair")
+
+
+@dataclass(frozen=True)
+class CleanBoxes:
+    """Boxes ready for an ``ImageRecord``: float32 ``[N, 4]`` x1,y1,x2,y2 and names ``[N]``."""
+
+    boxes: np.ndarray
+    names: tuple[str, ...]
+    difficult: np.ndarray
+
+
+def voc_to_xyxy(xmin: float, ymin: float, xmax: float, ymax: float) -> tuple[float, ...]:
+    """VOC 1-based inclusive pixel indices to 0-based continuous ``x1, y1, x2, y2``."""
+    return xmin - 1.0, ymin - 1.0, xmax, ymax
+
+
+def xyxy_to_voc(x1: float, y1: float, x2: float, y2: float) -> tuple[float, ...]:
+    """Inverse of ``voc_to_xyxy``."""
+    return x1 + 1.0, y1 + 1.0, x2, y2
+
+
+def clean_objects(
+    objects: tuple[RawObject, ...],
+    width: int,
+    height: int,
+    file: str,
+    on_error: str,
+    known_classes: frozenset[str] | None = None,
+) -> tuple[CleanBoxes, list[Problem]]:
+    """Convert, clip and validate the boxes of one image.
+
+    Args:
+        objects: the file's objects as written.
+        width, height: the image's real size in pixels.
+        file: the annotation's name, for problem reports.
+        on_error: ``"fail"`` (report errors; the caller fails the run), ``"skip"`` (drop
+            the offending object) or ``"repair"`` (swap inverted coordinates, drop the rest).
+        known_classes: when given, objects of other classes are reported and dropped.
+
+    Returns:
+        The kept boxes and every problem found, each naming the file and object index.
+    """
+    if on_error not in ON_ERROR_MODES:
+        raise ValueError(f"on_error must be one of {ON_ERROR_MODES}, got {on_error!r}")
+    kept: list[tuple[float, float, float, float]] = []
+    names: list[str] = []
+    difficult: list[bool] = []
+    problems: list[Problem] = []
+
+    def report(kind: str, obj: RawObject, message: str, action: str) -> None:
+        problems.append(Problem(kind, file, message, action, obj.index))
+
+    for obj in objects:
+        if known_classes is not None and obj.name not in known_classes:
+            report("unknown_class", obj, f"class {obj.name!r} is not in --classes", "dropped")
+            continue
+        x1, y1, x2, y2 = voc_to_xyxy(obj.xmin, obj.ymin, obj.xmax, obj.ymax)
+        if x1 > x2 or y1 > y2:
+            written = f"({obj.xmin:g}, {obj.ymin:g}, {obj.xmax:g}, {obj.ymax:g})"
+            if on_error == "repair":
+                x1, x2 = min(x1, x2), max(x1, x2)
+                y1, y2 = min(y1, y2), max(y1, y2)
+                report("inverted_box", obj, f"inverted box {written}", "coordinates swapped")
+            else:
+                report("inverted_box", obj, f"inverted box {written}", "dropped")
+                continue
+        cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
+        cx2, cy2 = min(max(x2, 0.0), width), min(max(y2, 0.0), height)
+        if cx2 - cx1 < MIN_SIDE or cy2 - cy1 < MIN_SIDE:
+            report(
+                "degenerate_box",
+                obj,
+                f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has no area inside the "
+                f"{width}x{height} image",
+                "dropped",
+            )
+            continue
+        overshoot = max(-x1, -y1, x2 - width, y2 - height)
+        if overshoot > EDGE_TOLERANCE:
+            report(
+                "clipped_box",
+                obj,
+                f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) leaves the {width}x{height} image",
+                f"clipped to ({cx1:g}, {cy1:g}, {cx2:g}, {cy2:g})",
+            )
+        kept.append((cx1, cy1, cx2, cy2))
+        names.append(obj.name)
+        difficult.append(obj.difficult)
+    boxes = np.asarray(kept, dtype=np.float32).reshape(-1, 4)
+    return CleanBoxes(boxes, tuple(names), np.asarray(difficult, dtype=bool)), problems

@@ -1,0 +1,48 @@
+"""Read an image's real format and size from its header, without decoding pixels.
+
+File extensions lie (the course's product images are RGBA PNGs named ``.jpg``), so the
+format is sniffed from the bytes. Pillow reads only the header here; pixel data is never
+decoded, which keeps the check cheap enough to run on every image of a conversion.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+# Restrict Pillow's format probing to formats a detection dataset plausibly holds; this
+# skips probing dozens of exotic plugins for every file.
+_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF", "PPM", "MPO")
+
+
+class ImageHeaderError(ValueError):
+    """The file is not an image Pillow can identify."""
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """``format`` as Pillow names it (``"PNG"``, ``"JPEG"``); ``mode`` as Pillow's mode."""
+
+    format: str
+    width: int
+    height: int
+    mode: str
+
+
+def read_image_header(path: str | os.PathLike[str]) -> ImageHeader:
+    """Sniff format and size of the image at ``path``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ImageHeaderError: the bytes are not a supported image (names the file).
+    """
+    try:
+        with Image.open(path, formats=_FORMATS) as im:
+            width, height = im.size
+            return ImageHeader(str(im.format), int(width), int(height), str(im.mode))
+    except FileNotFoundError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageHeaderError(f"{path}: not a readable image ({exc})") from None

@@ -1,0 +1,175 @@
+"""Parse one Pascal VOC XML annotation with lxml, tolerating what real tools write.
+
+Handled variants (see ``../shared/data/voc_xml_zoo``): official VOC 2007/2011/2012,
+LabelImg (macOS, Windows, 0x0 size), labelme2voc (empty ``<difficult/>``), datumaro/CVAT
+exports (no ``<size>``, float coordinates, ``<occluded>``), Roboflow's ``xmin, xmax, ymin,
+ymax`` order, relaxed Kaggle VOC (objects with only ``name`` and ``bndbox``), GBK and
+UTF-8-with-BOM encodings, numeric character references.
+
+Coordinates are returned exactly as written (VOC's 1-based pixel indices, possibly
+float); conversion to the dataset's box convention happens in ``boxes.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lxml import etree
+
+
+class VocFormatError(ValueError):
+    """The file is not a readable Pascal VOC annotation; ``str()`` is one line naming it."""
+
+
+@dataclass(frozen=True)
+class RawObject:
+    """One ``<object>`` as written. ``index`` is its 0-based position in the file."""
+
+    index: int
+    name: str
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+    difficult: bool
+    truncated: bool
+    pose: str
+
+
+@dataclass(frozen=True)
+class ObjectIssue:
+    """An ``<object>`` that could not be read (e.g. no ``<bndbox>``); it is skipped."""
+
+    index: int
+    message: str
+
+
+@dataclass(frozen=True)
+class RawAnnotation:
+    """The content of one annotation file. ``width``/``height`` are None when absent."""
+
+    filename: str
+    width: int | None
+    height: int | None
+    objects: tuple[RawObject, ...]
+    issues: tuple[ObjectIssue, ...]
+
+
+_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, remove_comments=True, remove_pis=True
+)
+_BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
+
+
+def _parse_tree(data: bytes, source: str) -> etree._Element:
+    try:
+        return etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        # An undeclared legacy encoding (GBK from Windows LabelImg) fails as UTF-8.
+        if b"encoding" not in data[:100] and "encoding" in str(exc).lower():
+            try:
+                text = data.decode("gbk")
+                return etree.fromstring(text.encode("utf-8"), _PARSER)
+            except (UnicodeDecodeError, etree.XMLSyntaxError):
+                pass
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise VocFormatError(f"{source}: malformed XML ({first})") from None
+
+
+def _text(el: etree._Element | None) -> str:
+    return (el.text or "").strip() if el is not None else ""
+
+
+def _flag(el: etree._Element | None) -> bool:
+    text = _text(el).lower()
+    if text in ("", "0", "0.0", "false", "no", "unspecified"):
+        return False
+    return True
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _size(root: etree._Element) -> tuple[int | None, int | None]:
+    size = root.find("size")
+    if size is None:
+        return None, None
+    w, h = _number(_text(size.find("width"))), _number(_text(size.find("height")))
+    return (int(w) if w else None), (int(h) if h else None)
+
+
+def _read_object(index: int, obj: etree._Element) -> RawObject | ObjectIssue:
+    name = _text(obj.find("name"))
+    if not name:
+        return ObjectIssue(index, "object has no <name>")
+    bndbox = obj.find("bndbox")
+    if bndbox is None:
+        return ObjectIssue(index, f"object {name!r} has no <bndbox>")
+    coords = []
+    for tag in _BOX_TAGS:
+        value = _number(_text(bndbox.find(tag)))
+        if value is None:
+            return ObjectIssue(index, f"object {name!r}: <bndbox><{tag}> missing or not a number")
+        coords.append(value)
+    return RawObject(
+        index=index,
+        name=name,
+        xmin=coords[0],
+        ymin=coords[1],
+        xmax=coords[2],
+        ymax=coords[3],
+        difficult=_flag(obj.find("difficult")),
+        truncated=_flag(obj.find("truncated")),
+        pose=_text(obj.find("pose")) or "Unspecified",
+    )
+
+
+def parse_voc_xml(data: bytes, source: str) -> RawAnnotation:
+    """Parse the bytes of one VOC annotation.
+
+    Args:
+        data: the file's raw bytes (any declared encoding, BOM allowed).
+        source: the file's name, used in error messages.
+
+    Returns:
+        The annotation with only the ``<name>`` directly under each ``<object>`` (never
+        ``<owner>``'s or ``<part>``'s) and ``<bndbox>`` children read by tag.
+
+    Raises:
+        VocFormatError: malformed XML, or XML of another format (LabelMe, CVAT for images).
+    """
+    root = _parse_tree(data, source)
+    if root.tag != "annotation":
+        hint = (
+            " (CVAT for images XML? export the task as 'PASCAL VOC')"
+            if root.tag == ("annotations")
+            else ""
+        )
+        raise VocFormatError(
+            f"{source}: not Pascal VOC: root element is <{root.tag}>, expected <annotation>{hint}"
+        )
+    object_elements = root.findall("object")
+    if root.find("imagesize") is not None or (
+        object_elements and all(o.find("bndbox") is None for o in object_elements)
+    ):
+        raise VocFormatError(
+            f"{source}: not Pascal VOC: objects have no <bndbox> (LabelMe XML with "
+            "<polygon>/<imagesize>? convert it to VOC first, e.g. with labelme2voc)"
+        )
+    objects: list[RawObject] = []
+    issues: list[ObjectIssue] = []
+    for index, obj in enumerate(object_elements):
+        item = _read_object(index, obj)
+        (objects if isinstance(item, RawObject) else issues).append(item)  # type: ignore[arg-type]
+    width, height = _size(root)
+    return RawAnnotation(
+        filename=_text(root.find("filename")),
+        width=width,
+        height=height,
+        objects=tuple(objects),
+        issues=tuple(issues),
+    )
