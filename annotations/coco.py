@@ -34,7 +34,7 @@ def to_coco(dataset: VocDataset, split: str | None = None) -> dict[str, Any]:
             }
         )
         for box, label, difficult in zip(
-            rec.boxes.tolist(), rec.labels.tolist(), rec.difficult.tolist()
+            rec.boxes.tolist(), rec.labels.tolist(), rec.difficult.tolist(), strict=True
         ):
             x1, y1, x2, y2 = box
             annotations.append(

@@ -82,9 +82,7 @@ def _text(el: etree._Element | None) -> str:
 
 def _flag(el: etree._Element | None) -> bool:
     text = _text(el).lower()
-    if text in ("", "0", "0.0", "false", "no", "unspecified"):
-        return False
-    return True
+    return text not in ("", "0", "0.0", "false", "no", "unspecified")
 
 
 def _number(text: str) -> float | None:
