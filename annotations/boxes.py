@@ -74,16 +74,16 @@ def clean_objects(
         if known_classes is not None and obj.name not in known_classes:
             report("unknown_class", obj, f"class {obj.name!r} is not in --classes", "dropped")
             continue
-        x1, y1, x2, y2 = voc_to_xyxy(obj.xmin, obj.ymin, obj.xmax, obj.ymax)
-        if x1 > x2 or y1 > y2:
-            written = f"({obj.xmin:g}, {obj.ymin:g}, {obj.xmax:g}, {obj.ymax:g})"
-            if on_error == "repair":
-                x1, x2 = min(x1, x2), max(x1, x2)
-                y1, y2 = min(y1, y2), max(y1, y2)
-                report("inverted_box", obj, f"inverted box {written}", "coordinates swapped")
-            else:
+        xmin, ymin, xmax, ymax = obj.xmin, obj.ymin, obj.xmax, obj.ymax
+        if xmin > xmax or ymin > ymax:
+            written = f"({xmin:g}, {ymin:g}, {xmax:g}, {ymax:g})"
+            if on_error != "repair":
                 report("inverted_box", obj, f"inverted box {written}", "dropped")
                 continue
+            xmin, xmax = min(xmin, xmax), max(xmin, xmax)
+            ymin, ymax = min(ymin, ymax), max(ymin, ymax)
+            report("inverted_box", obj, f"inverted box {written}", "coordinates swapped")
+        x1, y1, x2, y2 = voc_to_xyxy(xmin, ymin, xmax, ymax)
         cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
         cx2, cy2 = min(max(x2, 0.0), width), min(max(y2, 0.0), height)
         if cx2 - cx1 < MIN_SIDE or cy2 - cy1 < MIN_SIDE:

@@ -14,7 +14,7 @@ from PIL import Image, UnidentifiedImageError
 
 # Restrict Pillow's format probing to formats a detection dataset plausibly holds; this
 # skips probing dozens of exotic plugins for every file.
-_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF", "PPM", "MPO")
+_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF", "PPM")
 
 
 class ImageHeaderError(ValueError):

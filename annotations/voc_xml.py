@@ -46,7 +46,10 @@ class ObjectIssue:
 
 @dataclass(frozen=True)
 class RawAnnotation:
-    """The content of one annotation file. ``width``/``height`` are None when absent."""
+    """The content of one annotation file.
+
+    ``width``/``height`` are as written (LabelImg sometimes writes 0) or None when absent.
+    """
 
     filename: str
     width: int | None
@@ -97,7 +100,7 @@ def _size(root: etree._Element) -> tuple[int | None, int | None]:
     if size is None:
         return None, None
     w, h = _number(_text(size.find("width"))), _number(_text(size.find("height")))
-    return (int(w) if w else None), (int(h) if h else None)
+    return (None if w is None else int(w)), (None if h is None else int(h))
 
 
 def _read_object(index: int, obj: etree._Element) -> RawObject | ObjectIssue:

@@ -1,0 +1,160 @@
+"""Folder conversion on synthetic folders and on the shared real datasets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from annotations.convert import ConvertOptions, convert_folder
+from annotations.pickle_store import dump_dataset
+from annotations.voc_folder import VocFolderError
+from tests.annotations.voc_factory import make_voc
+from tests.conftest import shared_path
+
+
+def kinds(result) -> list[tuple[str, str, int | None]]:
+    return sorted((p.kind, p.file, p.object_index) for p in result.problems)
+
+
+@pytest.fixture
+def voc(tmp_path):
+    return make_voc(
+        tmp_path / "voc",
+        {
+            "a": (64, 48, [("can", 11, 21, 50, 40), ("box", 1, 1, 64, 48, 1)]),
+            "b": (32, 32, []),
+            "c": (40, 30, [("can", 30, 20, 10, 25)]),
+        },
+        splits={"trainval": ["a", "b"], "test": ["c", "zzz"]},
+    )
+
+
+def test_records_classes_splits(voc):
+    result = convert_folder(voc, workers=1)
+    ds = result.dataset
+    assert ds.classes == ("__background__", "box", "can")
+    assert [r.image_id for r in ds.records] == ["a", "b", "c"]
+    a = ds.records[0]
+    assert (a.width, a.height, a.image_format, a.image_path) == (64, 48, "PNG", "JPEGImages/a.jpg")
+    np.testing.assert_array_equal(a.boxes, [[10, 20, 50, 40], [0, 0, 64, 48]])
+    assert a.labels.tolist() == [2, 1] and a.difficult.tolist() == [False, True]
+    assert ds.records[1].num_objects == 0  # kept as a negative image
+    np.testing.assert_array_equal(ds.records[2].boxes, [[9, 19, 30, 25]])  # repaired
+    assert ds.splits == {"trainval": ("a", "b"), "test": ("c",)}
+    assert result.summary.negatives == 1 and result.summary.difficult == 1
+    assert result.summary.objects_per_class == {"box": 1, "can": 2}
+    assert kinds(result) == [
+        ("inverted_box", "c.xml", 0),
+        ("unknown_split_id", "ImageSets/Main/test.txt", None),
+    ]
+
+
+def test_parallel_equals_serial(voc):
+    for i in range(70):  # enough files to use the process pool
+        shutil.copy(voc / "Annotations" / "a.xml", voc / "Annotations" / f"x{i:02d}.xml")
+        os.link(voc / "JPEGImages" / "a.jpg", voc / "JPEGImages" / f"x{i:02d}.jpg")
+    serial = convert_folder(voc, workers=1).dataset
+    parallel = convert_folder(voc, workers=2).dataset
+    assert len(serial.records) == 73
+    assert serial.content_hash == parallel.content_hash
+
+
+def test_fail_mode_writes_nothing_and_skip_drops(voc):
+    failed = convert_folder(voc, options=ConvertOptions(on_error="fail"), workers=1)
+    assert failed.failed and failed.summary.problems_by_kind["inverted_box"] == 1
+    skipped = convert_folder(voc, options=ConvertOptions(on_error="skip"), workers=1).dataset
+    assert skipped.records[2].num_objects == 0
+
+
+def test_fixed_class_list_and_unknown_classes(voc):
+    options = ConvertOptions(on_error="skip", classes=("can", "bottle"))
+    result = convert_folder(voc, options=options, workers=1)
+    assert result.dataset.classes == ("__background__", "can", "bottle")
+    assert result.dataset.records[0].labels.tolist() == [1]
+    assert ("unknown_class", "a.xml", 1) in kinds(result)
+    assert convert_folder(voc, options=ConvertOptions("fail", ("can",)), workers=1).failed
+
+
+def test_missing_corrupt_and_non_voc_files_are_reported(voc):
+    (voc / "JPEGImages" / "b.jpg").unlink()
+    (voc / "JPEGImages" / "c.jpg").write_bytes(b"not an image")
+    (voc / "Annotations" / "d.xml").write_text("<annotations><version>1.1</version></annotations>")
+    result = convert_folder(voc, workers=1)
+    assert [r.image_id for r in result.dataset.records] == ["a"]
+    found = {(k, f) for k, f, _ in kinds(result)}
+    assert {
+        ("missing_image", "b.xml"),
+        ("unreadable_image", "c.xml"),
+        ("unreadable_xml", "d.xml"),
+    } <= found
+    message = next(p.message for p in result.problems if p.kind == "unreadable_xml")
+    assert message.startswith("d.xml: not Pascal VOC")
+
+
+def test_size_mismatch_uses_the_real_image(voc):
+    xml = voc / "Annotations" / "a.xml"
+    xml.write_text(xml.read_text().replace("<width>64</width>", "<width>0</width>"))
+    Image.new("RGBA", (64, 48)).save(voc / "JPEGImages" / "a.jpg", format="PNG")
+    result = convert_folder(voc, workers=1)
+    assert result.dataset.records[0].width == 64
+    problem = next(p for p in result.problems if p.kind == "size_mismatch")
+    assert "0x48" in problem.message and "64x48" in problem.message
+
+
+def test_unchanged_folder_is_reused_and_a_change_is_seen(voc, tmp_path):
+    out = tmp_path / "d.pkl"
+    first = convert_folder(voc, workers=1, previous_output=out)
+    dump_dataset(first.dataset, out)
+    again = convert_folder(voc, workers=1, previous_output=out)
+    assert again.summary.reused and again.dataset.content_hash == first.dataset.content_hash
+    other_mode = convert_folder(voc, options=ConvertOptions("skip"), workers=1, previous_output=out)
+    assert not other_mode.summary.reused
+    xml = voc / "Annotations" / "a.xml"
+    xml.write_text(xml.read_text().replace("<xmin>11</xmin>", "<xmin>12</xmin>"))
+    changed = convert_folder(voc, workers=1, previous_output=out)
+    assert not changed.summary.reused
+    assert changed.dataset.records[0].boxes[0, 0] == 11
+
+
+def test_flat_labelimg_folder(tmp_path):
+    voc = make_voc(tmp_path / "voc", {"a": (20, 20, [("can", 2, 2, 10, 10)])})
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    shutil.copy(voc / "Annotations" / "a.xml", flat)
+    shutil.copy(voc / "JPEGImages" / "a.jpg", flat)
+    ds = convert_folder(flat, workers=1).dataset
+    assert ds.records[0].image_path == "a.jpg"
+
+
+def test_not_a_voc_folder(tmp_path):
+    with pytest.raises(VocFolderError, match=r"no \.xml annotations"):
+        convert_folder(tmp_path, workers=1)
+    with pytest.raises(VocFolderError, match="no such folder"):
+        convert_folder(tmp_path / "nope", workers=1)
+
+
+@pytest.mark.parametrize(
+    ("name", "images", "objects", "classes", "splits", "formats"),
+    [
+        ("commodity_voc", 88, 178, 8, {"trainval": 71, "test": 17}, {"PNG"}),
+        ("groceries25_voc", 500, 1162, 25, {"trainval": 400, "test": 100}, {"PNG"}),
+        ("raccoon_voc", 200, 217, 1, {"trainval": 160, "test": 40}, {"JPEG"}),
+    ],
+)
+def test_shared_real_datasets(name, images, objects, classes, splits, formats):
+    result = convert_folder(shared_path(name), workers=2)
+    ds = result.dataset
+    assert (len(ds.records), result.summary.objects, len(ds.classes) - 1) == (
+        images,
+        objects,
+        classes,
+    )
+    assert result.summary.splits == splits
+    assert {r.image_format for r in ds.records} == formats
+    for r in ds.records:
+        assert (r.boxes[:, 2:] <= [r.width, r.height]).all() and (r.boxes[:, :2] >= 0).all()
+        assert (r.boxes[:, 2:] > r.boxes[:, :2]).all()
