@@ -1,0 +1,205 @@
+"""The one typed training configuration: defaults here, YAML files and CLI overrides on top.
+
+Precedence: dataclass defaults < ``--config file.yaml`` < ``--set key=value`` / flags.
+The merged config is frozen and saved as ``config.yaml`` in the run folder, so a run is
+reproducible from that file alone (``prodet train --config runs/NAME/config.yaml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HEADS = ("ssd", "fast_rcnn")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "step", "exponential", "constant")
+
+
+@dataclass(frozen=True)
+class SSDConfig:
+    min_scale: float = 0.07
+    max_scale: float = 0.9
+    extra_channels: tuple[int, ...] = (256, 256, 128)
+    score_thresh: float = 0.01
+    nms_thresh: float = 0.45
+    detections_per_img: int = 100
+
+
+@dataclass(frozen=True)
+class FastRCNNConfig:
+    roi_op: str = "pool"  # "pool" (RoIPool, the paper's) or "align"
+    roi_size: int = 7
+    representation: int = 1024
+    dropout: float = 0.5
+    rpn_pre_nms_train: int = 1000
+    rpn_post_nms_train: int = 500
+    rpn_pre_nms_test: int = 500
+    rpn_post_nms_test: int = 300
+    batch_size_per_image: int = 128
+    positive_fraction: float = 0.25
+    score_thresh: float = 0.01
+    nms_thresh: float = 0.5
+    detections_per_img: int = 100
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # what and where
+    data: str = ""
+    out: str = "runs/default"
+    head: str = "ssd"
+    backbone: str = "efficientnet_lite0"
+    backbone_weights: str = "default"  # "default" (pretrained), "none", or a .pth path
+    train_split: str = "trainval"
+    val_split: str = "val"  # carved from train_split with val_fraction when absent
+    val_fraction: float = 0.15
+    # input and augmentation
+    size: int = 320
+    preset: str = "ssd"
+    resize_mode: str = "stretch"
+    pca_color: bool = False
+    # optimisation
+    epochs: int = 40
+    batch_size: int = 8
+    workers: int = 2
+    seed: int = 0
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    backbone_lr_mult: float = 1.0
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    step_epochs: int = 10
+    gamma: float = 0.1
+    decay_rate: float = 0.9
+    grad_clip: float = 10.0
+    amp: bool = True  # only takes effect on CUDA
+    ema: bool = False
+    ema_decay: float = 0.999
+    # transfer learning
+    freeze: int = 0
+    frozen_bn: bool = True
+    # budget and stopping
+    max_minutes: float | None = None
+    patience: int | None = None
+    eval_every: int = 1
+    # heads
+    ssd: SSDConfig = field(default_factory=SSDConfig)
+    fast_rcnn: FastRCNNConfig = field(default_factory=FastRCNNConfig)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "head": (self.head, HEADS),
+            "optimizer": (self.optimizer, OPTIMIZERS),
+            "schedule": (self.schedule, SCHEDULES),
+            "resize_mode": (self.resize_mode, ("stretch", "letterbox")),
+            "fast_rcnn.roi_op": (self.fast_rcnn.roi_op, ("pool", "align")),
+        }
+        for name, (value, allowed) in checks.items():
+            if value not in allowed:
+                raise ValueError(f"config {name}={value!r}: expected one of {', '.join(allowed)}")
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "size": self.size}
+        for name, number in positive.items():
+            if number < 1:
+                raise ValueError(f"config {name}={number}: must be at least 1")
+        if self.lr <= 0:
+            raise ValueError(f"config lr={self.lr}: must be positive")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"config val_fraction={self.val_fraction}: must be in (0, 1)")
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        inner = next(a for a in args if a is not type(None))
+        return _coerce(value, inner, key)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ValueError(f"config {key}: expected a mapping, got {value!r}")
+        return _build(annotation, value, key + ".")
+    try:
+        if origin is tuple:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(_coerce(v, args[0], key) for v in items)
+        if annotation is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        return annotation(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"config {key}={value!r}: expected {annotation}") from None
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(
+            f"unknown config key(s) {', '.join(prefix + u for u in unknown)}; "
+            f"known: {', '.join(sorted(names))}"
+        )
+    return cls(**{k: _coerce(v, hints[k], prefix + k) for k, v in values.items()})
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+
+
+def load_config(
+    yaml_path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """Merge defaults, an optional YAML file and dotted-key overrides into a frozen config."""
+    tree: dict[str, Any] = {}
+    if yaml_path is not None:
+        try:
+            loaded = yaml.safe_load(Path(yaml_path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"--config {yaml_path}: cannot read ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"--config {yaml_path}: expected a mapping at the top level")
+        tree = loaded
+    for key, value in (overrides or {}).items():
+        _set_dotted(tree, key, value)
+    return _build(TrainConfig, tree)
+
+
+def config_to_yaml(config: TrainConfig) -> str:
+    """The config as YAML (tuples written as lists), loadable by ``load_config``."""
+    return yaml.safe_dump(_plain(dataclasses.asdict(config)), sort_keys=False)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """``["lr=0.02", "ssd.min_scale=0.1"]`` to a dict; values are coerced later by type."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set lr=0.02")
+        out[key.strip()] = value.strip()
+    return out

@@ -1,0 +1,140 @@
+"""SSD on a transfer-learned backbone, composed from torchvision's own SSD parts.
+
+``torchvision.models.detection.SSD`` supplies default-box matching, the MultiBox loss
+with 3:1 hard negative mining, box decoding and class-wise NMS; this module supplies the
+feature pyramid (backbone maps plus extra stride-2 layers) and the default boxes.
+
+Contract (torchvision's): in training ``model(images, targets)`` returns
+``{"bbox_regression", "classification"}`` losses; in eval ``model(images)`` returns one
+``{"boxes": [K, 4] x1,y1,x2,y2 in input pixels, "scores": [K], "labels": [K]}`` per
+image, labels in ``1..num_classes-1`` (0 is background).
+
+Images reach the model already resized to ``size`` and normalised by the data pipeline,
+so the internal transform gets mean 0 / std 1 and its resize is the identity.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection import SSD
+from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
+from torchvision.models.detection.ssd import SSDHead
+
+DEFAULT_ASPECT_RATIOS: tuple[tuple[int, ...], ...] = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
+
+
+def _extra_block(in_channels: int, mid_channels: int, out_channels: int) -> nn.Sequential:
+    """1x1 reduce then 3x3 stride-2: halves the map, as in SSD's extra feature layers."""
+    block = nn.Sequential(
+        nn.Conv2d(in_channels, mid_channels, 1, bias=False),
+        nn.BatchNorm2d(mid_channels),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(mid_channels, out_channels, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+    for m in block.modules():
+        if isinstance(m, nn.Conv2d):  # He initialisation for ReLU layers
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return block
+
+
+class SSDFeatures(nn.Module):
+    """Backbone maps followed by extra layers: the multi-scale maps SSD predicts on.
+
+    Args:
+        backbone: returns an ``OrderedDict`` of maps ``[B, C_i, H/s_i, W/s_i]`` and has
+            ``out_channels: list[int]``.
+        extra_channels: output channels of each extra stride-2 block, appended after the
+            backbone's last map.
+
+    Returns (forward): ``OrderedDict`` ``"0".."n-1"`` of ``[B, C, h, w]`` maps, finest first.
+    """
+
+    def __init__(self, backbone: nn.Module, extra_channels: tuple[int, ...] = (256, 256, 128)):
+        super().__init__()
+        self.body = backbone
+        channels = list(backbone.out_channels)
+        extras = []
+        for out in extra_channels:
+            extras.append(_extra_block(channels[-1], max(out // 2, 64), out))
+            channels.append(out)
+        self.extras = nn.ModuleList(extras)
+        self.out_channels = channels
+
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
+        maps = list(self.body(x).values())
+        for block in self.extras:
+            maps.append(block(maps[-1]))
+        return OrderedDict((str(i), m) for i, m in enumerate(maps))
+
+
+def default_scales(num_maps: int, min_scale: float, max_scale: float) -> list[float]:
+    """Linearly spaced box scales (fraction of the input side), plus one extra for the
+    last map's ``sqrt(s_k * s_k+1)`` box, as ``DefaultBoxGenerator`` expects."""
+    if not 0 < min_scale < max_scale <= 1.5:
+        raise ValueError(f"need 0 < min_scale < max_scale <= 1.5, got {min_scale}, {max_scale}")
+    step = (max_scale - min_scale) / max(num_maps - 1, 1)
+    return [min_scale + step * k for k in range(num_maps)] + [1.0]
+
+
+def build_ssd(
+    *,
+    backbone: nn.Module,
+    num_classes: int,
+    size: int = 320,
+    extra_channels: tuple[int, ...] = (256, 256, 128),
+    min_scale: float = 0.07,
+    max_scale: float = 0.9,
+    aspect_ratios: tuple[tuple[int, ...], ...] | None = None,
+    score_thresh: float = 0.01,
+    nms_thresh: float = 0.45,
+    detections_per_img: int = 100,
+    topk_candidates: int = 400,
+) -> SSD:
+    """Build an SSD detector.
+
+    Args:
+        backbone: multi-scale feature extractor (see ``SSDFeatures``).
+        num_classes: including background (``len(dataset.classes)``).
+        size: square input side in pixels.
+        min_scale, max_scale: default-box scales of the finest and coarsest maps, as a
+            fraction of ``size`` (the SSD paper uses 0.2..0.9; small products on shelves
+            want a smaller first scale).
+        aspect_ratios: per map, the extra ratios (each adds ``r`` and ``1/r`` boxes).
+    """
+    if num_classes < 2:
+        raise ValueError(f"num_classes counts background and must be >= 2, got {num_classes}")
+    features = SSDFeatures(backbone, extra_channels)
+    n_maps = len(features.out_channels)
+    ratios = aspect_ratios or DEFAULT_ASPECT_RATIOS[:n_maps]
+    if len(ratios) != n_maps:
+        raise ValueError(f"aspect_ratios has {len(ratios)} entries for {n_maps} feature maps")
+    anchors = DefaultBoxGenerator(
+        [list(r) for r in ratios], scales=default_scales(n_maps, min_scale, max_scale)
+    )
+    head = SSDHead(features.out_channels, anchors.num_anchors_per_location(), num_classes)
+    return SSD(
+        features,
+        anchors,
+        (size, size),
+        num_classes,
+        image_mean=[0.0, 0.0, 0.0],
+        image_std=[1.0, 1.0, 1.0],
+        head=head,
+        score_thresh=score_thresh,
+        nms_thresh=nms_thresh,
+        detections_per_img=detections_per_img,
+        topk_candidates=topk_candidates,
+    )
+
+
+def count_default_boxes(model: SSD, size: int) -> int:
+    """Number of default boxes for a ``size x size`` input (for docs and tests)."""
+    with torch.no_grad():
+        maps = list(model.backbone(torch.zeros(1, 3, size, size)).values())
+    per_loc = model.anchor_generator.num_anchors_per_location()
+    return sum(m.shape[-2] * m.shape[-1] * k for m, k in zip(maps, per_loc, strict=True))
