@@ -282,14 +282,14 @@ def verdict(rows: list[Row], files: int) -> str:
     )
 
 
-def section_text(table: str, corpus: Corpus, repeats: int, summary: str) -> str:
-    """The ``## Convert throughput`` section for BENCHMARKS.md."""
+def section_text(table: str, corpus: Corpus, repeats: int, summary: str, load: str) -> str:
+    """The ``## Convert throughput`` section for BENCHMARKS.md; ``load`` is the load note."""
     date = datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")  # `date -u`
     command = shlex.join(["python", *sys.argv])
     sources = ", ".join(p.name for p in DEFAULT_SOURCES)
     return (
         f"{SECTION_HEADING}\n\n"
-        f"`prodet convert` (``convert_folder`` + ``dump_dataset``, image-header checks on) "
+        f"`prodet convert` (`convert_folder` + `dump_dataset`, image-header checks on) "
         f"against a course-style converter (single process, `xml.etree.ElementTree` per "
         f"file into a dict, `pickle.dump` of the list, no image checks), on {corpus.files:,} "
         f"real VOC XML files ({corpus.objects:,} objects): the shared {sources} annotations "
@@ -299,6 +299,7 @@ def section_text(table: str, corpus: Corpus, repeats: int, summary: str) -> str:
         f"{table}\n\n"
         f"{summary}\n\n"
         f"- Machine: {machine_description()}\n"
+        f"- Load: {load}\n"
         f"- Command: `{command}`\n"
         f"- Date: {date}\n"
     )
@@ -339,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=MIN_RECORDED_FILES,
         help=f"replicate until at least this many XML files (default {MIN_RECORDED_FILES:,})",
     )
-    p.add_argument("--repeats", type=int, default=3, help="timed rounds (default 3)")
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds (default 5)")
     p.add_argument(
         "--workers",
         type=int,
@@ -369,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"--write records only the default sources with --min-files >= {MIN_RECORDED_FILES:,}"
         )
+    load = f"1-minute load average {os.getloadavg()[0]:.2f} before the run"
     workdir = Path(tempfile.mkdtemp(prefix="prodet-bench-convert-", dir=args.workdir))
     try:
         started = time.perf_counter()
@@ -391,12 +393,12 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir)
     table = format_table(rows, corpus.files)
     summary = verdict(rows, corpus.files)
-    print(f"{corpus.files:,} XML files, machine: {machine_description()}\n")
+    print(f"{corpus.files:,} XML files, machine: {machine_description()}, {load}\n")
     print(table)
     print()
     print(summary)
     if args.write:
-        write_section(args.write, section_text(table, corpus, args.repeats, summary))
+        write_section(args.write, section_text(table, corpus, args.repeats, summary, load))
         print(f"wrote the '{SECTION_HEADING}' section of {args.write}")
     return 0
 
