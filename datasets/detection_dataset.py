@@ -1,0 +1,168 @@
+"""A torch ``Dataset`` over one split of the pickled dataset.
+
+Each item is ``(image, target)``:
+
+* ``image``: float32 ``[3, H, W]``; ``[3, size, size]`` with a transform from
+  ``datasets.augment.build_transform``, else the decoded image scaled to ``0..1``.
+* ``target``: a dict with
+
+  - ``"boxes"``: float32 ``[N, 4]``, ``x1, y1, x2, y2`` in 0-based continuous pixels of
+    ``image`` (the ``annotations.schema`` convention); ``[0, 4]`` for an image without
+    boxes, or when augmentation removed them all.
+  - ``"labels"``: int64 ``[N]``, indices into ``classes`` (0 is background, never used).
+  - ``"difficult"``: bool ``[N]``, VOC's difficult flag.
+  - ``"image_id"``: str, the record's id.
+  - ``"orig_size"``: ``(height, width)`` of the stored image.
+  - ``"scale"``, ``"pad"``: ``(sx, sy)`` and ``(left, top)`` with
+    ``image_xy = orig_xy * scale + pad``; pass them to
+    ``datasets.letterbox.boxes_to_original`` to map predictions back. Both are ``None``
+    for random presets, whose samples have no fixed mapping back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from annotations.pickle_store import load_dataset
+from annotations.schema import ImageRecord, VocDataset
+from datasets.augment import DetectionTransform
+from datasets.image_io import AlphaMode, decode_image
+
+Target = dict[str, Any]
+
+
+def split_ids(ids: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Carve a held-out part (e.g. ``val`` out of ``trainval``) deterministically.
+
+    The choice depends only on the set of ids, ``fraction`` and ``seed``, not on the
+    order of ``ids``.
+
+    Args:
+        ids: image ids, without duplicates.
+        fraction: share of ids to hold out, in ``(0, 1)``; at least one id is held out
+            and at least one kept.
+        seed: seed of the shuffle.
+
+    Returns:
+        ``(kept, held_out)``, each in the order of ``ids``.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must lie strictly between 0 and 1, got {fraction}")
+    if len(set(ids)) != len(ids):
+        raise ValueError("ids contain duplicates; pass each image id once")
+    if len(ids) < 2:
+        raise ValueError(f"need at least 2 ids to split, got {len(ids)}")
+    count = min(len(ids) - 1, max(1, round(fraction * len(ids))))
+    order = sorted(ids)
+    picked = np.random.default_rng(seed).permutation(len(order))[:count]
+    held = {order[i] for i in picked}
+    return [i for i in ids if i not in held], [i for i in ids if i in held]
+
+
+class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
+    """The images and boxes of one split (or an explicit id list).
+
+    Args:
+        dataset: a loaded ``VocDataset`` or the path of a pickle from ``prodet convert``.
+        split: split name (``"trainval"``, ``"test"``, ...); ignored when ``ids`` is given.
+        ids: explicit image ids, e.g. one part of ``split_ids``.
+        transform: from ``build_transform``; None yields the decoded image in ``0..1``.
+        alpha: how images with transparency are flattened (see ``datasets.image_io``).
+
+    Raises:
+        ValueError: the split does not exist (the message lists the ones that do), an id
+            is unknown, or a decoded image's size disagrees with its record.
+    """
+
+    def __init__(
+        self,
+        dataset: VocDataset | str | os.PathLike[str],
+        split: str | None = None,
+        *,
+        ids: Sequence[str] | None = None,
+        transform: DetectionTransform | None = None,
+        alpha: AlphaMode = "composite",
+    ) -> None:
+        self.voc = dataset if isinstance(dataset, VocDataset) else load_dataset(dataset)
+        self.records = self._select(self.voc, split, ids)
+        self.split = split if ids is None else None
+        self.transform = transform
+        self.alpha: AlphaMode = alpha
+
+    @staticmethod
+    def _select(voc: VocDataset, split: str | None, ids: Sequence[str] | None) -> list[ImageRecord]:
+        if ids is not None:
+            index = voc.record_index()
+            unknown = [i for i in ids if i not in index]
+            if unknown:
+                raise ValueError(
+                    f"{len(unknown)} id(s) not in the dataset, e.g. {unknown[0]!r}; take ids "
+                    "from its splits"
+                )
+            return [voc.records[index[i]] for i in ids]
+        if split is None:
+            raise ValueError("give a split name or an explicit ids list")
+        if split not in voc.splits:
+            known = ", ".join(sorted(voc.splits)) or "none"
+            raise ValueError(
+                f"unknown split {split!r}; this dataset has: {known}. To hold out a "
+                "validation set, carve it from trainval with datasets.detection_dataset."
+                "split_ids and pass ids=..."
+            )
+        return voc.split_records(split)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names; ``classes[0] == "__background__"``."""
+        return self.voc.classes
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def reseed(self, seed: int) -> None:
+        """Reseed the transform's generators (the data loader calls this per worker)."""
+        if self.transform is not None:
+            self.transform.reseed(seed)
+
+    def image_path(self, index: int) -> Path:
+        """Absolute path of item ``index``'s image."""
+        return Path(self.voc.root) / self.records[index].image_path
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
+        """Decode, transform and package one sample (see the module docstring)."""
+        record = self.records[index]
+        image = decode_image(self.image_path(index), alpha=self.alpha)
+        height, width = image.shape[:2]
+        if (width, height) != (record.width, record.height):
+            raise ValueError(
+                f"{record.image_id}: image is {width}x{height} but the dataset says "
+                f"{record.width}x{record.height}; re-run `prodet convert`"
+            )
+        target: Target = {"image_id": record.image_id, "orig_size": (height, width)}
+        if self.transform is None:
+            tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+            target.update(
+                boxes=torch.from_numpy(record.boxes.copy()),
+                labels=torch.from_numpy(record.labels.copy()),
+                difficult=torch.from_numpy(record.difficult.astype(bool)),
+                scale=(1.0, 1.0),
+                pad=(0, 0),
+            )
+            return tensor.float().div_(255.0), target
+        sample = self.transform(image, record.boxes, record.labels, record.difficult)
+        geometry = self.transform.geometry(height, width)
+        target.update(
+            boxes=torch.from_numpy(sample.boxes),
+            labels=torch.from_numpy(sample.labels),
+            difficult=torch.from_numpy(sample.difficult),
+            scale=None if geometry is None else geometry.scale,
+            pad=None if geometry is None else geometry.pad,
+        )
+        return sample.image, target
