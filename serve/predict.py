@@ -1,0 +1,82 @@
+"""Detection on image files without HTTP, through the service's own pre/post-processing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from serve.draw import annotate
+from serve.image_decode import DecodedImage, ImageError, decode_image
+from serve.model_runner import ModelRunner
+from serve.postprocess import DetectionFilter, select_detections
+from serve.preprocess import PreparedImage, to_model_input
+
+PredictOutcome = tuple[dict[str, Any], Image.Image] | Exception
+
+
+def predict_files(
+    runner: ModelRunner,
+    paths: Sequence[Path],
+    keep: dict[str, Any],
+    *,
+    batch_size: int,
+    max_pixels: int,
+) -> Iterator[tuple[Path, PredictOutcome]]:
+    """Detect objects in each file, ``batch_size`` images per ``session.run``.
+
+    Args:
+        runner: the loaded model.
+        paths: image files (formats are sniffed from the bytes).
+        keep: ``DetectionFilter.build`` keyword arguments.
+        batch_size: images per inference batch.
+        max_pixels: the largest ``width * height`` accepted.
+
+    Yields:
+        ``(path, (record, annotated))`` in input order, where ``record`` has the shape of
+        the HTTP API's ``DetectResponse`` (without timings) plus ``image``; or
+        ``(path, error)`` for a file that cannot be read or decoded.
+
+    Raises:
+        ValueError: ``keep`` names an unknown class or a value out of range.
+    """
+    selection = DetectionFilter.build(runner.metadata, **keep)
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        ready: list[tuple[Path, DecodedImage, PreparedImage]] = []
+        failed: dict[Path, Exception] = {}
+        for path in chunk:
+            try:
+                decoded = decode_image(path.read_bytes(), max_pixels=max_pixels)
+            except (OSError, ImageError) as exc:
+                failed[path] = exc
+                continue
+            tensor, geometry = to_model_input(decoded.pixels, runner.metadata)
+            prepared = PreparedImage(
+                tensor, geometry, decoded.width, decoded.height, decoded.format, 0.0
+            )
+            ready.append((path, decoded, prepared))
+        raws = runner.run(np.stack([p.tensor for _, _, p in ready])) if ready else []
+        answers = {
+            path: (decoded, prepared, raw)
+            for (path, decoded, prepared), raw in zip(ready, raws, strict=True)
+        }
+        for path in chunk:
+            if path in failed:
+                yield path, failed[path]
+                continue
+            decoded, prepared, raw = answers[path]
+            detections = select_detections(raw, prepared, runner.metadata, selection)
+            record = {
+                "image": str(path),
+                "model_id": runner.model_id,
+                "model_version": runner.version,
+                "width": prepared.width,
+                "height": prepared.height,
+                "format": prepared.format,
+                "detections": [d.as_dict() for d in detections],
+            }
+            yield path, (record, annotate(decoded.pixels, detections))

@@ -1,0 +1,111 @@
+"""Loading models against Contract 3: metadata, signature, warm-up, providers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from serve.model_contract import ModelContractError, parse_metadata
+from serve.model_runner import CPU, ModelLoadError, ModelRunner, requested_providers
+from tests.serve.tiny_model import BOXES, CLASSES, build_model, metadata, save_model
+
+
+def test_metadata_parses_to_typed_fields() -> None:
+    meta = parse_metadata(metadata())
+    assert meta.classes == CLASSES
+    assert (meta.input_size, meta.resize_mode, meta.detections_per_img) == (64, "letterbox", 3)
+    assert meta.mean == (0.5, 0.5, 0.5) and meta.std == (0.25, 0.25, 0.25)
+    assert (meta.score_thresh, meta.val_map, meta.precision) == (0.3, 0.5, "fp32")
+    assert parse_metadata(metadata(val_map="")).val_map is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"classes": None}, "lacks 'classes'"),
+        ({"prodet_format": "2"}, "format '1'"),
+        ({"classes": '["bottle", "can"]'}, "__background__"),
+        ({"classes": '["__background__", "a", "a"]'}, "distinct"),
+        ({"classes": "bottle,can"}, "not JSON"),
+        ({"input_size": "big"}, "must be int"),
+        ({"resize_mode": "crop"}, "stretch, letterbox"),
+        ({"std": "[0.2, 0, 0.2]"}, "positive"),
+        ({"mean": "[0.5, 0.5]"}, "3 numbers"),
+        ({"box_format": "cxcywh"}, "xyxy_pixels_model_input"),
+        ({"score_thresh": "1.5"}, "[0, 1]"),
+    ],
+)
+def test_bad_metadata_is_named(overrides: dict[str, str | None], message: str) -> None:
+    with pytest.raises(ModelContractError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_metadata(metadata(**overrides))
+
+
+def test_load_checks_and_runs(model_path: Path) -> None:
+    runner = ModelRunner.load(model_path, provider="cpu", warmup_batch=4)
+    assert runner.providers == (CPU,) and not runner.on_gpu
+    assert runner.version == runner.sha256[:12] and runner.warmup_ms > 0
+    images = np.full((2, 3, 64, 64), 2.0, np.float32)  # white: three detections
+    images[1] = -2.0  # black: none
+    first, second = runner.run(images)
+    np.testing.assert_array_equal(first.boxes, np.float32(BOXES))
+    assert first.labels.tolist() == [1, 2, 1]
+    assert second.boxes.shape == (0, 4) and second.scores.shape == (0,)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        ({"classes": None}, "lacks 'classes'"),
+        (
+            {"output_names": ("bboxes", "scores", "labels", "num_detections")},
+            "lacks output 'boxes'",
+        ),
+        ({"count_offset": 5}, "warm-up"),
+    ],
+)
+def test_contract_violations_are_refused(
+    tmp_path: Path, build: dict[str, object], message: str
+) -> None:
+    path = save_model(tmp_path / "m.onnx", **build)
+    with pytest.raises(ModelLoadError, match=message):
+        ModelRunner.load(path, provider="cpu")
+
+
+def test_input_size_must_match_the_graph(tmp_path: Path) -> None:
+    model = build_model()
+    for prop in model.metadata_props:
+        if prop.key == "input_size":
+            prop.value = "32"
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    with pytest.raises(ModelLoadError, match=r"input_size=32"):
+        ModelRunner.load(tmp_path / "m.onnx", provider="cpu")
+
+
+def test_unreadable_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="cannot read"):
+        ModelRunner.load(tmp_path / "missing.onnx", provider="cpu")
+    (tmp_path / "junk.onnx").write_bytes(b"this is not protobuf" * 10)
+    with pytest.raises(ModelLoadError, match="not a loadable ONNX model"):
+        ModelRunner.load(tmp_path / "junk.onnx", provider="cpu")
+
+
+def test_require_gpu_refuses_a_cpu_session(model_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="--require-gpu"):
+        ModelRunner.load(model_path, provider="cpu", require_gpu=True)
+
+
+def test_auto_reports_the_provider_actually_running(model_path: Path) -> None:
+    runner = ModelRunner.load(model_path, provider="auto")
+    assert runner.provider in ("CUDAExecutionProvider", CPU)
+    assert runner.on_gpu == (runner.provider != CPU)
+
+
+def test_requested_providers() -> None:
+    assert requested_providers("cpu") == [CPU]
+    assert requested_providers("auto")[-1] == CPU
+    assert "TensorrtExecutionProvider" not in requested_providers("auto")
+    with pytest.raises(ValueError, match="one of cpu, cuda, tensorrt, auto"):
+        requested_providers("gpu")
