@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset, get_worker_info
 
 Batch = tuple[torch.Tensor | list[torch.Tensor], list[dict[str, Any]]]
 
@@ -97,6 +97,7 @@ def build_loader(
     drop_last: bool = False,
     pin_memory: bool = False,
     persistent_workers: bool = False,
+    sampler: Sampler[int] | None = None,
 ) -> DataLoader:
     """A detection ``DataLoader`` with ``collate_detection`` and ``seed_worker``.
 
@@ -109,6 +110,7 @@ def build_loader(
         drop_last: drop a final incomplete batch.
         pin_memory: page-locked batches for faster host-to-GPU copies.
         persistent_workers: keep workers alive between passes (needs ``num_workers > 0``).
+        sampler: e.g. a ``DistributedSampler`` shard; replaces ``shuffle``.
 
     Returns:
         A loader yielding ``(images, targets)`` (see ``collate_detection``).
@@ -127,7 +129,8 @@ def build_loader(
     return SeededDataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
         num_workers=num_workers,
         collate_fn=collate_detection,
         worker_init_fn=seed_worker,

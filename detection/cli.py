@@ -1,0 +1,134 @@
+"""``prodet train`` and ``prodet evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+# Flags that map one-to-one onto config keys: flag -> (config key, type, help).
+_FLAG_KEYS: dict[str, tuple[str, type, str]] = {
+    "--data": ("data", str, "dataset .pkl from `prodet convert`"),
+    "--head": ("head", str, "ssd or fast_rcnn"),
+    "--backbone": ("backbone", str, "efficientnet_lite0, resnet50, vgg16, mobilenet_v3_large"),
+    "--out": ("out", str, "run folder (checkpoints, metrics, plots)"),
+    "--backbone-weights": ("backbone_weights", str, "default, none, or a .pth file"),
+    "--epochs": ("epochs", int, "maximum epochs"),
+    "--batch-size": ("batch_size", int, "images per batch (per process)"),
+    "--lr": ("lr", float, "base learning rate (head)"),
+    "--optimizer": ("optimizer", str, "sgd or adamw"),
+    "--schedule": ("schedule", str, "cosine, step, exponential or constant"),
+    "--size": ("size", int, "square input side in pixels"),
+    "--freeze": ("freeze", int, "freeze the first N backbone stages"),
+    "--workers": ("workers", int, "data-loader processes"),
+    "--seed": ("seed", int, "seed of everything random"),
+    "--max-minutes": ("max_minutes", float, "time budget; the schedule anneals inside it"),
+    "--patience": ("patience", int, "stop after N epochs without val mAP improvement"),
+    "--preset": ("preset", str, "augmentation preset: ssd, light or eval"),
+}
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="prodet train",
+        description="Train a detector on a converted dataset. Precedence: defaults < "
+        "--config YAML < flags and --set KEY=VALUE.",
+    )
+    p.add_argument(
+        "--config", type=Path, help="YAML file of config keys (see config.yaml of a run)"
+    )
+    for flag, (_, kind, text) in _FLAG_KEYS.items():
+        p.add_argument(flag, type=kind, help=text)
+    p.add_argument("--ema", action="store_true", default=None, help="keep an EMA of the weights")
+    p.add_argument(
+        "--pca-color", action="store_true", default=None, help="AlexNet PCA colour noise"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config key, e.g. ssd.min_scale=0.1",
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def train_main(argv: list[str]) -> int:
+    args = _train_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from detection.config import load_config, parse_overrides
+
+    overrides: dict[str, Any] = {}
+    for flag, (key, _, _) in _FLAG_KEYS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            overrides[key] = value
+    if args.ema:
+        overrides["ema"] = True
+    if args.pca_color:
+        overrides["pca_color"] = True
+    try:
+        overrides.update(parse_overrides(args.set))
+        config = load_config(args.config, overrides)
+        if not config.data:
+            raise ValueError("--data is required: the dataset .pkl written by `prodet convert`")
+        from detection.trainer import fit
+
+        result = fit(config, resume=args.resume, progress=not args.quiet and sys.stderr.isatty())
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"prodet train: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{result.epochs_done} epochs ({result.stopped_because}); best val VOC mAP@0.5 "
+        f"{result.best_map:.4f}; run folder {result.run_dir}"
+    )
+    return 0
+
+
+def _evaluate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="prodet evaluate",
+        description="VOC07 11-point and area AP@0.5, COCO mAP@[.5:.95], per-class table, "
+        "PR curves and COCO-format predictions for one split.",
+    )
+    p.add_argument("--checkpoint", type=Path, help="a checkpoint from `prodet train` (best.pt)")
+    p.add_argument("--data", type=Path, required=True, help="dataset .pkl")
+    p.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    p.add_argument(
+        "--out", type=Path, help="output folder (default: eval-<split>/ beside the checkpoint)"
+    )
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--ema", action="store_true", help="evaluate the EMA weights if present")
+    return p
+
+
+def evaluate_main(argv: list[str]) -> int:
+    args = _evaluate_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    if args.checkpoint is None:
+        print("prodet evaluate: --checkpoint is required", file=sys.stderr)
+        return 2
+    try:
+        from detection.checkpoint_eval import evaluate_checkpoint
+
+        out = args.out or args.checkpoint.parent / f"eval-{args.split}"
+        summary = evaluate_checkpoint(
+            args.checkpoint,
+            args.data,
+            args.split,
+            out,
+            batch_size=args.batch_size,
+            use_ema=args.ema,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"prodet evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(summary["table"])
+    print(json.dumps(summary["headline"], indent=2))
+    print(f"wrote {out}/ (summary.json, per_class.md, pr_curves.png, predictions_coco.json)")
+    return 0
