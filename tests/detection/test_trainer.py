@@ -130,7 +130,7 @@ def test_sigkill_and_resume_gives_the_same_history(tiny, tmp_path):
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tiny, tmp_path):
-    with pytest.raises(ValueError, match="no .*last.pt to resume from"):
+    with pytest.raises(ValueError, match=r"no .*last\.pt to resume from"):
         fit(load_config(None, tiny_overrides(tiny, tmp_path / "none")), resume=True, progress=False)
 
 
