@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SHARED ?= ../shared/data
 
-.PHONY: install test lint bench convert-example clean
+.PHONY: install test lint bench demo convert-example clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -12,6 +12,9 @@ $(PY):
 
 install: $(PY)
 	$(PY) -m pip install --quiet -e ".[all]"
+
+demo: install
+	$(VENV)/bin/prodet demo --out out/demo
 
 test: install
 	$(VENV)/bin/python -m pytest -q

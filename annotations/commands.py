@@ -11,9 +11,16 @@ import sys
 
 from annotations import __version__
 
-# name -> (module with ``main(argv) -> int``, one-line help)
+# name -> ("module:function" taking argv and returning the exit code, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "convert": ("annotations.cli", "convert a Pascal VOC folder into a pickled dataset"),
+    "convert": ("annotations.cli:main", "convert a Pascal VOC folder into a pickled dataset"),
+    "synth": ("annotations.synth_cli:main", "draw the synthetic product-shelf VOC dataset"),
+    "train": ("detection.cli:train_main", "train an SSD or Fast R-CNN detector"),
+    "evaluate": ("detection.cli:evaluate_main", "VOC and COCO metrics of a checkpoint on a split"),
+    "export": ("export.cli:export_main", "export a checkpoint to a parity-checked ONNX model"),
+    "serve": ("serve.cli:serve_main", "serve an ONNX model over HTTP with micro-batching"),
+    "predict": ("serve.cli:predict_main", "detect objects in image files with an ONNX model"),
+    "demo": ("serve.demo_cli:demo_main", "run the whole pipeline on a synthetic product-shelf set"),
 }
 
 
@@ -41,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in SUBCOMMANDS:
         print(f"prodet: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(SUBCOMMANDS[name][0])
-    return int(module.main(args[1:]))
+    module_name, function = SUBCOMMANDS[name][0].split(":")
+    module = importlib.import_module(module_name)
+    return int(getattr(module, function)(args[1:]))
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ schedule's horizon, the history and all RNG states. A run killed at any point an
 resumed with ``--resume`` therefore replays the remaining epochs as the uninterrupted
 run would have.
 
-Time budget: with ``max_minutes``, the first epoch is timed and the cosine horizon is
-shortened to the number of epochs that fit, so the schedule anneals inside the budget;
-an epoch still running at the deadline stops early.
+Time budget: with ``max_minutes``, after every epoch the mean epoch time so far sets the
+cosine horizon to the number of epochs that fit, so the schedule anneals inside the
+budget (a slow first epoch on a busy machine is corrected later); an epoch still running
+at the deadline stops early.
 """
 
 from __future__ import annotations
@@ -257,9 +258,10 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
                 row.update(evaluation.row("val"))
             run.train_seconds += time.monotonic() - started
             row["elapsed_s"] = run.train_seconds
-            if epoch == 1 and budget_s:
-                fit_epochs = max(1, int(budget_s // max(run.train_seconds, 1e-6)))
-                run.plan.total_epochs = min(config.epochs, fit_epochs)
+            if budget_s:
+                per_epoch = run.train_seconds / epoch
+                left = int(max(budget_s - run.train_seconds, 0.0) // per_epoch)
+                run.plan.total_epochs = max(epoch, min(config.epochs, epoch + left))
                 logger.info("time budget: planning %d epochs", run.plan.total_epochs)
             # Rank 0's view (its validation, its clock) decides for every rank.
             row, run.train_seconds, run.plan.total_epochs = run.dist.share(

@@ -1,0 +1,163 @@
+"""Accuracy at a fixed CPU budget: train for N minutes, evaluate on the test split.
+
+For each dataset under ../shared/data and each head: ``prodet convert``, then
+``prodet train --max-minutes N`` (the cosine schedule anneals inside the budget), then
+``prodet evaluate --split test`` on the best checkpoint. Records VOC area mAP@0.5, VOC07
+11-point mAP, COCO mAP@[.5:.95], training images/s and inference ms/image, next to the
+torchvision Faster R-CNN FPN reference measured the same way on this machine (from the
+issue: 0.167 on groceries25, 0.493 on commodity after 15 minutes).
+
+    python bench/train_budget.py --datasets groceries25_voc commodity_voc --heads ssd \
+        --minutes 15 --write BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+SECTION = "## Accuracy at a fixed CPU budget"
+REFERENCE = {  # torchvision Faster R-CNN + FPN + RoIAlign, EfficientNet-Lite0, 320 px, 15 min
+    "groceries25_voc": (0.167, 72.0),
+    "commodity_voc": (0.493, 114.0),
+}
+# Per-dataset settings chosen for a 2-core CPU budget (flags of `prodet train`).
+DATASET_FLAGS = {
+    "groceries25_voc": ["--size", "256", "--batch-size", "8", "--lr", "0.01", "--freeze", "2", "--workers", "1", "--preset", "light"],
+    "commodity_voc": ["--size", "256", "--batch-size", "8", "--lr", "0.01", "--freeze", "2", "--workers", "1", "--preset", "light"],
+}
+HEAD_FLAGS = {"ssd": [], "fast_rcnn": ["--lr", "0.01"]}
+
+
+def prodet(*args: str) -> str:
+    """Run ``prodet`` (this interpreter's) and return its stdout; raise on failure."""
+    cmd = [sys.executable, "-m", "annotations.commands", *args]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def run_one(dataset: str, head: str, minutes: float, workdir: Path) -> dict[str, object]:
+    """Convert, train within the budget, evaluate; return the table row."""
+    data = workdir / f"{dataset}.pkl"
+    prodet("convert", str(SHARED / dataset), "-o", str(data), "--quiet")
+    run = workdir / f"{dataset}-{head}-{minutes:g}min"
+    flags = DATASET_FLAGS.get(dataset, []) + HEAD_FLAGS[head]
+    prodet(
+        "train", "--data", str(data), "--head", head, "--out", str(run),
+        "--max-minutes", str(minutes), "--epochs", "200", "--quiet", *flags,
+    )  # fmt: skip
+    prodet("evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(data), "--split", "test")
+    summary = json.loads((run / "eval-test" / "summary.json").read_text())
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    rates = [float(r["images_per_s"]) for r in rows if r.get("images_per_s")]
+    best_epoch = max(rows, key=lambda r: float(r.get("val_map_area") or -1))["epoch"]
+    return {
+        "dataset": dataset,
+        "head": head,
+        "minutes": minutes,
+        "epochs": len(rows),
+        "best_epoch": int(best_epoch),
+        "voc_map_area": summary["voc"]["map_area"],
+        "voc_map_11": summary["voc"]["map_11point"],
+        "coco_map": summary["coco"]["AP"],
+        "train_img_s": sum(rates) / max(len(rates), 1),
+        "infer_ms": float(rows[-1].get("val_ms_per_image") or "nan"),
+        "flags": " ".join(flags),
+    }
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        match = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
+        cpu = match.group(1).strip() if match else cpu
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, no GPU"
+
+
+def table(rows: list[dict[str, object]]) -> str:
+    lines = [
+        "| dataset | detector | budget | epochs (best) | VOC area mAP@0.5 | VOC07 11-pt | COCO mAP | train img/s | inference ms/img |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['dataset']} | {r['head']} + EfficientNet-Lite0 | {r['minutes']:g} min | "
+            f"{r['epochs']} ({r['best_epoch']}) | {r['voc_map_area']:.3f} | {r['voc_map_11']:.3f} | "
+            f"{r['coco_map']:.3f} | {r['train_img_s']:.1f} | {r['infer_ms']:.0f} |"
+        )
+    for dataset in dict.fromkeys(str(r["dataset"]) for r in rows):
+        if dataset in REFERENCE:
+            ref_map, ref_ms = REFERENCE[dataset]
+            lines.append(
+                f"| {dataset} | reference: torchvision Faster R-CNN FPN (RoIAlign) | 15 min | - | "
+                f"{ref_map:.3f} | - | - | - | {ref_ms:.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def write_section(path: Path, body: str) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start = text.find(SECTION)
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + body + "\n"
+    else:
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + body + ("\n" + text[end + 1 :] if end != -1 else "\n")
+    path.write_text(text)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--datasets", nargs="+", default=["groceries25_voc", "commodity_voc"])
+    p.add_argument("--heads", nargs="+", default=["ssd"], choices=sorted(HEAD_FLAGS))
+    p.add_argument("--minutes", type=float, default=15.0)
+    p.add_argument("--workdir", type=Path, default=REPO / "out" / "bench-train")
+    p.add_argument("--write", type=Path, help="replace this script's section of BENCHMARKS.md")
+    p.add_argument("--results", type=Path, help="append rows as JSON lines here")
+    args = p.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for dataset in args.datasets:
+        for head in args.heads:
+            row = run_one(dataset, head, args.minutes, args.workdir)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if args.results:
+                with args.results.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
+    body = "\n".join(
+        [
+            SECTION,
+            "",
+            table(rows),
+            "",
+            f"Machine: {machine()}. Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.",
+            f"Command: `python bench/train_budget.py --datasets {' '.join(args.datasets)} "
+            f"--heads {' '.join(args.heads)} --minutes {args.minutes:g}`.",
+            "Train img/s is the mean over epochs of the training loop's rate (augmentation in "
+            "one loader worker, 2 torch threads); inference ms/img is the model alone on the "
+            "validation split in PyTorch eager at batch 8. The reference row is the figure "
+            "measured on this machine kind by the issue's author.",
+        ]
+    )
+    print(body)
+    if args.write:
+        write_section(args.write, body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
