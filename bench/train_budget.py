@@ -33,8 +33,34 @@ REFERENCE = {  # torchvision Faster R-CNN + FPN + RoIAlign, EfficientNet-Lite0, 
 }
 # Per-dataset settings chosen for a 2-core CPU budget (flags of `prodet train`).
 DATASET_FLAGS = {
-    "groceries25_voc": ["--size", "256", "--batch-size", "8", "--lr", "0.01", "--freeze", "2", "--workers", "1", "--preset", "light"],
-    "commodity_voc": ["--size", "256", "--batch-size", "8", "--lr", "0.01", "--freeze", "2", "--workers", "1", "--preset", "light"],
+    "groceries25_voc": [
+        "--size",
+        "256",
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.01",
+        "--freeze",
+        "2",
+        "--workers",
+        "1",
+        "--preset",
+        "light",
+    ],
+    "commodity_voc": [
+        "--size",
+        "256",
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.01",
+        "--freeze",
+        "2",
+        "--workers",
+        "1",
+        "--preset",
+        "light",
+    ],
 }
 HEAD_FLAGS = {"ssd": [], "fast_rcnn": ["--lr", "0.01"]}
 
@@ -127,10 +153,18 @@ def main() -> int:
     p.add_argument("--workdir", type=Path, default=REPO / "out" / "bench-train")
     p.add_argument("--write", type=Path, help="replace this script's section of BENCHMARKS.md")
     p.add_argument("--results", type=Path, help="append rows as JSON lines here")
+    p.add_argument(
+        "--from-results",
+        type=Path,
+        help="only build the table from a --results file (runs made in parallel)",
+    )
+    p.add_argument("--note", default="", help="a sentence on how the runs were made")
     args = p.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     rows = []
-    for dataset in args.datasets:
+    if args.from_results:
+        rows = [json.loads(line) for line in args.from_results.read_text().splitlines() if line]
+    for dataset in [] if args.from_results else args.datasets:
         for head in args.heads:
             row = run_one(dataset, head, args.minutes, args.workdir)
             rows.append(row)
@@ -148,9 +182,10 @@ def main() -> int:
             f"Command: `python bench/train_budget.py --datasets {' '.join(args.datasets)} "
             f"--heads {' '.join(args.heads)} --minutes {args.minutes:g}`.",
             "Train img/s is the mean over epochs of the training loop's rate (augmentation in "
-            "one loader worker, 2 torch threads); inference ms/img is the model alone on the "
+            "one loader worker); inference ms/img is the model alone on the "
             "validation split in PyTorch eager at batch 8. The reference row is the figure "
             "measured on this machine kind by the issue's author.",
+            args.note,
         ]
     )
     print(body)

@@ -29,7 +29,18 @@ from serve.postprocess import Detection
 
 logger = logging.getLogger(__name__)
 
-TRAIN_FLAGS = ("--size", "320", "--batch-size", "8", "--lr", "0.01", "--freeze", "2", "--workers", "1")
+TRAIN_FLAGS = (
+    "--size",
+    "320",
+    "--batch-size",
+    "8",
+    "--lr",
+    "0.01",
+    "--freeze",
+    "2",
+    "--workers",
+    "1",
+)
 
 
 @dataclass
@@ -120,7 +131,10 @@ def run_demo(plan: DemoPlan) -> dict[str, Any]:
         sys.stderr.write(f"\n[{n}/7] {text}  ({time.monotonic() - started:.0f} s elapsed)\n")
 
     step(1, f"drawing {plan.images} synthetic product-shelf images (Pascal VOC layout)")
-    _prodet("synth", "synth", str(voc), "--images", str(plan.images), "--seed", str(plan.seed))
+    if (voc / "ImageSets" / "Main" / "test.txt").exists():
+        sys.stderr.write(f"    reusing {voc}\n")
+    else:
+        _prodet("synth", "synth", str(voc), "--images", str(plan.images), "--seed", str(plan.seed))
     step(2, "prodet convert")
     _prodet("convert", "convert", str(voc), "-o", str(data))
     step(

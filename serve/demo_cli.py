@@ -23,6 +23,7 @@ def demo_main(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         summary = run_demo(
             DemoPlan(out=args.out, images=args.images, train_minutes=args.minutes, seed=args.seed)
