@@ -60,6 +60,26 @@ def clean_objects(
     Returns:
         The kept boxes and every problem found, each naming the file and object index.
     """
+    kept, names, difficult, problems = clean_object_lists(
+        objects, width, height, file, on_error, known_classes
+    )
+    boxes = np.asarray(kept, dtype=np.float32).reshape(-1, 4)
+    return CleanBoxes(boxes, tuple(names), np.asarray(difficult, dtype=bool)), problems
+
+
+def clean_object_lists(
+    objects: tuple[RawObject, ...],
+    width: int,
+    height: int,
+    file: str,
+    on_error: str,
+    known_classes: frozenset[str] | None = None,
+) -> tuple[list[tuple[float, float, float, float]], list[str], list[bool], list[Problem]]:
+    """``clean_objects`` as plain lists: kept ``(x1, y1, x2, y2)``, names, difficult flags.
+
+    The conversion workers use this form: it is cheaper to build and to send between
+    processes than three numpy arrays per image.
+    """
     if on_error not in ON_ERROR_MODES:
         raise ValueError(f"on_error must be one of {ON_ERROR_MODES}, got {on_error!r}")
     kept: list[tuple[float, float, float, float]] = []
@@ -106,5 +126,4 @@ def clean_objects(
         kept.append((cx1, cy1, cx2, cy2))
         names.append(obj.name)
         difficult.append(obj.difficult)
-    boxes = np.asarray(kept, dtype=np.float32).reshape(-1, 4)
-    return CleanBoxes(boxes, tuple(names), np.asarray(difficult, dtype=bool)), problems
+    return kept, names, difficult, problems

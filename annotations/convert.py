@@ -1,8 +1,9 @@
 """Convert a VOC folder into a ``VocDataset``: parallel parse, image checks, merge.
 
-Each annotation file is handled independently by ``convert_one`` (in worker processes
-when ``workers > 1``); the parent process then assigns class indices, builds the
-records and splits, and hashes the result.
+Each annotation file is handled independently (``convert_one``); worker processes take
+chunks of files (``convert_batch``) and send back one compact ``ResultBatch`` per chunk.
+The parent process turns each batch into records as it arrives, then assigns the final
+class indices, builds the splits, and hashes the result.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import sys
+from array import array
 from collections import Counter
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
 
 import numpy as np
 from tqdm import tqdm
 
 from annotations import __version__
-from annotations.boxes import ON_ERROR_MODES, clean_objects
+from annotations.boxes import ON_ERROR_MODES, clean_object_lists
 from annotations.image_header import ImageHeaderError, read_image_header
 from annotations.pickle_store import DatasetFileError, UnsafePickleError, load_dataset
 from annotations.report import ConversionSummary, Problem, count_problems
@@ -30,7 +34,13 @@ from annotations.schema import (
     VocDataset,
     compute_content_hash,
 )
-from annotations.voc_folder import VocFolder, discover, fingerprint, read_splits
+from annotations.voc_folder import (
+    VocFolder,
+    discover,
+    fingerprint,
+    read_splits,
+    with_annotation_stats,
+)
 from annotations.voc_xml import VocFormatError, parse_voc_xml
 
 logger = logging.getLogger(__name__)
@@ -69,8 +79,79 @@ class ConversionResult:
         return self.dataset is None
 
 
-_EMPTY_BOXES = np.zeros((0, 4), dtype=np.float32)
-_EMPTY_FLAGS = np.zeros((0,), dtype=bool)
+@dataclass
+class ResultBatch:
+    """The results of consecutive annotation files, column by column.
+
+    Workers send one batch per chunk of files: a few lists and two byte strings pickle far
+    faster than one ``FileResult`` with three numpy arrays per file. Row ``i`` is file
+    ``i``; ``image_paths[i]`` is None when the file was unusable (then it has no objects).
+    ``object_counts[i]`` kept objects follow in ``names``, ``boxes`` (float32 ``x1, y1,
+    x2, y2`` each) and ``difficult`` (one 0/1 byte each), in file order; ``problems`` are
+    the files' problems in file order. ``xml_stats[i]`` is the annotation file's
+    ``(size, mtime_ns)`` as read, for the source fingerprint.
+    """
+
+    image_ids: list[str] = field(default_factory=list)
+    image_paths: list[str | None] = field(default_factory=list)
+    widths: list[int] = field(default_factory=list)
+    heights: list[int] = field(default_factory=list)
+    formats: list[str] = field(default_factory=list)
+    shas: list[str] = field(default_factory=list)
+    object_counts: list[int] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    boxes: bytes = b""
+    difficult: bytes = b""
+    problems: list[Problem] = field(default_factory=list)
+    xml_stats: list[tuple[int, int]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+
+class _BatchBuilder:
+    """Accumulates files into a ``ResultBatch`` (boxes as float32, flags as bytes)."""
+
+    def __init__(self) -> None:
+        self.batch = ResultBatch()
+        self.boxes = array("f")
+        self.difficult = bytearray()
+
+    def add(
+        self,
+        image_id: str,
+        image_path: str | None,
+        width: int,
+        height: int,
+        image_format: str,
+        xml: tuple[str, int, int],
+        objects: tuple[list[tuple[float, float, float, float]], list[str], list[bool]],
+        problems: list[Problem],
+    ) -> None:
+        """Add one file; ``xml`` is its ``(sha256, size, mtime_ns)``."""
+        kept, names, difficult = objects
+        b = self.batch
+        b.image_ids.append(image_id)
+        b.image_paths.append(image_path)
+        b.widths.append(width)
+        b.heights.append(height)
+        b.formats.append(image_format)
+        b.shas.append(xml[0])
+        b.xml_stats.append(xml[1:])
+        b.object_counts.append(len(names))
+        b.names += names
+        for box in kept:
+            self.boxes.extend(box)
+        self.difficult += bytes(difficult)
+        b.problems += problems
+
+    def finish(self) -> ResultBatch:
+        self.batch.boxes = self.boxes.tobytes()
+        self.batch.difficult = bytes(self.difficult)
+        return self.batch
+
+
+_NO_OBJECTS: tuple[list[tuple[float, float, float, float]], list[str], list[bool]] = ([], [], [])
 
 # Set in each worker by ``_init_worker`` (fork start method shares them cheaply).
 _STATE: tuple[VocFolder, ConvertOptions] | None = None
@@ -93,43 +174,78 @@ def _find_image(folder: VocFolder, stem: str, filename: str) -> str | None:
     return candidates[0]
 
 
-def _unusable(stem: str, sha: str, problem: Problem) -> FileResult:
-    return FileResult(stem, None, 0, 0, "", _EMPTY_BOXES, (), _EMPTY_FLAGS, sha, (problem,))
+_READ_SIZE = 1 << 16
 
 
-def convert_one(xml_path: Path, folder: VocFolder, options: ConvertOptions) -> FileResult:
-    """Parse one annotation file and check it against its image.
+def _read_file(path: str) -> tuple[bytes, int, int]:
+    """The file's bytes, size and mtime_ns (a few syscalls, no ``pathlib``/``io`` layers).
 
-    Never raises for bad input: every problem is returned in ``FileResult.problems``.
+    The size and mtime come from ``fstat`` on the open file: the same values ``stat``
+    gives for the path, for the fingerprint, without a second path lookup.
     """
-    name = xml_path.name
-    stem = xml_path.stem
-    data = xml_path.read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        st = os.fstat(fd)
+        data = os.read(fd, _READ_SIZE)
+        if len(data) < _READ_SIZE:
+            more = os.read(fd, _READ_SIZE)  # b"" at end of file
+            if not more:
+                return data, st.st_size, st.st_mtime_ns
+            data += more
+        parts = [data]
+        while chunk := os.read(fd, _READ_SIZE):
+            parts.append(chunk)
+        return b"".join(parts), st.st_size, st.st_mtime_ns
+    finally:
+        os.close(fd)
+
+
+def _stem(name: str) -> str:
+    """``PurePath(name).stem`` (the image id), without building a path for ``<id>.xml``."""
+    if len(name) > 4 and name[-4:].lower() == ".xml":
+        return name[:-4]
+    return PurePath(name).stem
+
+
+def _convert_into(
+    out: _BatchBuilder,
+    xml_path: str,
+    folder: VocFolder,
+    root: str,
+    on_error: str,
+    known: frozenset[str] | None,
+) -> None:
+    """Parse one annotation file, check it against its image, and add it to ``out``."""
+    name = os.path.basename(xml_path)
+    stem = _stem(name)
+    data, size, mtime = _read_file(xml_path)
+    xml = (hashlib.sha256(data).hexdigest(), size, mtime)
     try:
         raw = parse_voc_xml(data, name)
     except VocFormatError as exc:
-        return _unusable(stem, sha, Problem("unreadable_xml", name, str(exc), "file skipped"))
+        problem = Problem("unreadable_xml", name, str(exc), "file skipped")
+        out.add(stem, None, 0, 0, "", xml, _NO_OBJECTS, [problem])
+        return
     problems = [
         Problem("bad_object", name, i.message, "object skipped", i.index) for i in raw.issues
     ]
     image_rel = _find_image(folder, stem, raw.filename)
     if image_rel is None:
         where = folder.image_dir.relative_to(folder.root).as_posix()
-        return _unusable(
-            stem,
-            sha,
-            Problem(
-                "missing_image",
-                name,
-                f"no image {stem}.* (or {raw.filename!r}) in {where}/",
-                "file skipped",
-            ),
+        problem = Problem(
+            "missing_image",
+            name,
+            f"no image {stem}.* (or {raw.filename!r}) in {where}/",
+            "file skipped",
         )
+        out.add(stem, None, 0, 0, "", xml, _NO_OBJECTS, [problem])
+        return
     try:
-        header = read_image_header(folder.root / image_rel)
+        header = read_image_header(os.path.join(root, image_rel))
     except (ImageHeaderError, OSError) as exc:
-        return _unusable(stem, sha, Problem("unreadable_image", name, str(exc), "file skipped"))
+        problem = Problem("unreadable_image", name, str(exc), "file skipped")
+        out.add(stem, None, 0, 0, "", xml, _NO_OBJECTS, [problem])
+        return
     if (raw.width, raw.height) != (header.width, header.height):
         written = (
             "missing" if raw.width is None or raw.height is None else (f"{raw.width}x{raw.height}")
@@ -142,130 +258,257 @@ def convert_one(xml_path: Path, folder: VocFolder, options: ConvertOptions) -> F
                 "used the image's real size",
             )
         )
-    known = frozenset(options.classes) if options.classes is not None else None
-    clean, box_problems = clean_objects(
-        raw.objects, header.width, header.height, name, options.on_error, known
+    kept, names, difficult, box_problems = clean_object_lists(
+        raw.objects, header.width, header.height, name, on_error, known
     )
     problems += box_problems
-    return FileResult(
+    out.add(
         stem,
         image_rel,
         header.width,
         header.height,
         header.format,
-        clean.boxes,
-        clean.names,
-        clean.difficult,
-        sha,
-        tuple(problems),
+        xml,
+        (kept, names, difficult),
+        problems,
     )
 
 
-def _convert_in_worker(xml_path: Path) -> FileResult:
+def _known_classes(options: ConvertOptions) -> frozenset[str] | None:
+    return frozenset(options.classes) if options.classes is not None else None
+
+
+def convert_batch(
+    xml_paths: Sequence[str | os.PathLike[str]], folder: VocFolder, options: ConvertOptions
+) -> ResultBatch:
+    """Convert consecutive annotation files into one ``ResultBatch``.
+
+    Never raises for bad input: every problem is returned in ``ResultBatch.problems``.
+    """
+    out = _BatchBuilder()
+    known = _known_classes(options)
+    root = str(folder.root)
+    for path in xml_paths:
+        _convert_into(out, os.fspath(path), folder, root, options.on_error, known)
+    return out.finish()
+
+
+def convert_one(xml_path: Path, folder: VocFolder, options: ConvertOptions) -> FileResult:
+    """Parse one annotation file and check it against its image.
+
+    Never raises for bad input: every problem is returned in ``FileResult.problems``.
+    """
+    batch = convert_batch([xml_path], folder, options)
+    return FileResult(
+        batch.image_ids[0],
+        batch.image_paths[0],
+        batch.widths[0],
+        batch.heights[0],
+        batch.formats[0],
+        np.frombuffer(batch.boxes, dtype=np.float32).reshape(-1, 4).copy(),
+        tuple(batch.names),
+        np.frombuffer(batch.difficult, dtype=bool).copy(),
+        batch.shas[0],
+        tuple(batch.problems),
+    )
+
+
+def _convert_range_in_worker(bounds: tuple[int, int]) -> ResultBatch:
     if _STATE is None:
         raise RuntimeError("worker used before _init_worker")
-    return convert_one(xml_path, *_STATE)
+    folder, options = _STATE
+    return convert_batch(folder.xml_files[bounds[0] : bounds[1]], folder, options)
 
 
-def _run_all(
+def _iter_batches(
     folder: VocFolder, options: ConvertOptions, workers: int, progress: bool
-) -> list[FileResult]:
+) -> Iterator[ResultBatch]:
+    """Convert every annotation file, yielding batches in file order as they complete.
+
+    With ``workers > 1`` the files are converted by a process pool; the caller consumes
+    each batch while the workers carry on with the next ones.
+    """
     paths = folder.xml_files
     bar = tqdm(total=len(paths), desc="convert", unit="xml", disable=not progress, leave=False)
-    results: list[FileResult] = []
-    if workers <= 1 or len(paths) < 64:
-        for p in paths:
-            results.append(convert_one(p, folder, options))
-            bar.update()
-    else:
-        chunk = max(16, min(512, len(paths) // (workers * 8)))
-        ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(folder, options)) as pool:
-            for r in pool.imap(_convert_in_worker, paths, chunksize=chunk):
-                results.append(r)
-                bar.update()
-    bar.close()
-    return results
+    try:
+        if workers <= 1 or len(paths) < 64:
+            step = 256
+            for start in range(0, len(paths), step):
+                batch = convert_batch(paths[start : start + step], folder, options)
+                bar.update(len(batch))
+                yield batch
+        else:
+            chunk = max(16, min(512, len(paths) // (workers * 8)))
+            bounds = [(i, min(i + chunk, len(paths))) for i in range(0, len(paths), chunk)]
+            ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+            with ctx.Pool(workers, initializer=_init_worker, initargs=(folder, options)) as pool:
+                for batch in pool.imap(_convert_range_in_worker, bounds):
+                    bar.update(len(batch))
+                    yield batch
+    finally:
+        bar.close()
 
 
-def _class_list(results: list[FileResult], options: ConvertOptions) -> tuple[str, ...]:
-    if options.classes is not None:
-        return (BACKGROUND, *options.classes)
-    return (BACKGROUND, *sorted({n for r in results for n in r.names}))
+class _RecordBuilder:
+    """Turns batches into ``ImageRecord``s as they arrive (while workers still convert).
+
+    The class list (hence the label values) is only known once every file is read, so
+    records are built with provisional labels, 1, 2, ... by first appearance of a class
+    name, and ``finish`` rewrites those label arrays in place with the final indices.
+    Both are >= 1, so each record is validated as it is built. It also collects the
+    annotation files' stats the workers read, for the source fingerprint.
+    """
+
+    def __init__(self) -> None:
+        self.records: dict[str, ImageRecord] = {}
+        self.file_problems: list[Problem] = []
+        self.duplicates: list[Problem] = []
+        self.files = 0
+        self.provisional: dict[str, int] = {}
+        self.label_arrays: list[np.ndarray] = []
+        self.xml_stats: list[tuple[int, int]] = []
+
+    def add(self, b: ResultBatch) -> None:
+        self.files += len(b)
+        self.file_problems += b.problems
+        self.xml_stats += b.xml_stats
+        provisional = self.provisional
+        labels = np.array(
+            [provisional.setdefault(n, len(provisional) + 1) for n in b.names], dtype=np.int64
+        )
+        self.label_arrays.append(labels)
+        # One array per batch; each record gets views of its own rows.
+        boxes = np.frombuffer(b.boxes, dtype=np.float32).reshape(-1, 4).copy()
+        difficult = np.frombuffer(b.difficult, dtype=np.bool_).copy()
+        records = self.records
+        end = 0
+        for image_id, image_path, width, height, image_format, sha, count in zip(
+            b.image_ids,
+            b.image_paths,
+            b.widths,
+            b.heights,
+            b.formats,
+            b.shas,
+            b.object_counts,
+            strict=True,
+        ):
+            start = end
+            end += count
+            if image_path is None:
+                continue
+            if image_id in records:
+                self.duplicates.append(
+                    Problem(
+                        "duplicate_id",
+                        image_id,
+                        "two annotation files share this id",
+                        "second skipped",
+                    )
+                )
+                continue
+            records[image_id] = ImageRecord(
+                image_id,
+                image_path,
+                width,
+                height,
+                # Interned, as in a single process: the pickle then memoizes the same
+                # objects and its bytes do not depend on the number of workers.
+                sys.intern(image_format),
+                boxes[start:end],
+                labels[start:end],
+                difficult[start:end],
+                sha,
+            )
+
+    def _final_classes(self, options: ConvertOptions) -> tuple[str, ...]:
+        """Fix the class list and give every record its final labels; returns the classes."""
+        if options.classes is not None:
+            classes: tuple[str, ...] = (BACKGROUND, *options.classes)
+        else:
+            classes = (BACKGROUND, *sorted(self.provisional))
+        index = {c: i for i, c in enumerate(classes)}
+        final = np.zeros(len(self.provisional) + 1, dtype=np.int64)
+        for name, label in self.provisional.items():
+            final[label] = index[name]
+        for labels in self.label_arrays:
+            labels[:] = final[labels]
+        return classes
+
+    def dataset(
+        self, folder: VocFolder, options: ConvertOptions, source_fingerprint: str
+    ) -> tuple[VocDataset, list[Problem], ConversionSummary]:
+        """The dataset of every batch added (records sorted by image id), once."""
+        classes = self._final_classes(options)
+        records = self.records
+        problems = self.file_problems + self.duplicates
+        splits: dict[str, tuple[str, ...]] = {}
+        for split, ids in read_splits(folder.split_files).items():
+            unknown = [i for i in ids if i not in records]
+            if unknown:
+                problems.append(
+                    Problem(
+                        "unknown_split_id",
+                        f"ImageSets/Main/{split}.txt",
+                        f"{len(unknown)} id(s) without a usable annotation, e.g. {unknown[0]!r}",
+                        "left out of the split",
+                    )
+                )
+            splits[split] = tuple(i for i in ids if i in records)
+        ordered = tuple(records[k] for k in sorted(records))
+        dataset = VocDataset(
+            format_version=FORMAT_VERSION,
+            root=str(folder.root),
+            classes=classes,
+            records=ordered,
+            splits=splits,
+            source_fingerprint=source_fingerprint,
+            content_hash=compute_content_hash(classes, ordered, splits),
+        )
+        return dataset, problems, summarize(dataset, self.files, problems)
 
 
 def build_dataset(
-    folder: VocFolder, options: ConvertOptions, results: list[FileResult], source_fingerprint: str
+    folder: VocFolder,
+    options: ConvertOptions,
+    batches: Iterable[ResultBatch],
+    source_fingerprint: str,
 ) -> tuple[VocDataset, list[Problem], ConversionSummary]:
-    """Merge per-file results into a dataset (records sorted by image id)."""
-    problems = [p for r in results for p in r.problems]
-    classes = _class_list(results, options)
-    index = {c: i for i, c in enumerate(classes)}
-    records: dict[str, ImageRecord] = {}
-    for r in results:
-        if r.image_path is None:
-            continue
-        if r.image_id in records:
-            problems.append(
-                Problem(
-                    "duplicate_id",
-                    r.image_id,
-                    "two annotation files share this id",
-                    "second skipped",
-                )
-            )
-            continue
-        records[r.image_id] = ImageRecord(
-            image_id=r.image_id,
-            image_path=r.image_path,
-            width=r.width,
-            height=r.height,
-            image_format=r.image_format,
-            boxes=r.boxes,
-            labels=np.asarray([index[n] for n in r.names], dtype=np.int64),
-            difficult=r.difficult,
-            xml_sha256=r.xml_sha256,
-        )
-    splits: dict[str, tuple[str, ...]] = {}
-    for split, ids in read_splits(folder.split_files).items():
-        unknown = [i for i in ids if i not in records]
-        if unknown:
-            problems.append(
-                Problem(
-                    "unknown_split_id",
-                    f"ImageSets/Main/{split}.txt",
-                    f"{len(unknown)} id(s) without a usable annotation, e.g. {unknown[0]!r}",
-                    "left out of the split",
-                )
-            )
-        splits[split] = tuple(i for i in ids if i in records)
-    ordered = tuple(records[k] for k in sorted(records))
-    dataset = VocDataset(
-        format_version=FORMAT_VERSION,
-        root=str(folder.root),
-        classes=classes,
-        records=ordered,
-        splits=splits,
-        source_fingerprint=source_fingerprint,
-        content_hash=compute_content_hash(classes, ordered, splits),
-    )
-    summary = summarize(dataset, len(results), problems)
-    return dataset, problems, summary
+    """Merge the files' results into a dataset (records sorted by image id).
+
+    ``batches`` may be a generator: each batch is turned into records as it arrives.
+    """
+    builder = _RecordBuilder()
+    for batch in batches:
+        builder.add(batch)
+    return builder.dataset(folder, options, source_fingerprint)
 
 
 def summarize(
     dataset: VocDataset, annotation_files: int, problems: list[Problem], *, reused: bool = False
 ) -> ConversionSummary:
     """Counts per class, difficult objects, negatives, problems and split sizes."""
+    records = dataset.records
     counts: Counter[str] = Counter()
-    for rec in dataset.records:
-        counts.update(dataset.classes[i] for i in rec.labels)
+    labels = np.concatenate([r.labels for r in records]) if records else np.zeros(0, np.int64)
+    if (
+        labels.size
+        and labels.dtype == np.int64
+        and labels.min() >= 0
+        and labels.max() < len(dataset.classes)
+    ):
+        for i, n in enumerate(np.bincount(labels).tolist()):  # one pass, not one per record
+            if n:
+                counts[dataset.classes[i]] += n
+    else:  # empty, or labels a loaded file made up: count them the slow way
+        for rec in records:
+            counts.update(dataset.classes[i] for i in rec.labels)
+    difficult = np.concatenate([r.difficult for r in records]) if records else np.zeros(0)
     return ConversionSummary(
         annotation_files=annotation_files,
-        images=len(dataset.records),
+        images=len(records),
         objects_per_class={c: counts.get(c, 0) for c in dataset.classes[1:]},
-        difficult=int(sum(int(r.difficult.sum()) for r in dataset.records)),
-        negatives=sum(1 for r in dataset.records if r.num_objects == 0),
+        difficult=int(difficult.sum()),
+        negatives=sum(1 for r in records if r.num_objects == 0),
         problems_by_kind=count_problems(problems),
         splits={k: len(v) for k, v in dataset.splits.items()},
         reused=reused,
@@ -309,23 +552,31 @@ def convert_folder(
         raise ValueError(
             f"--on-error must be one of {', '.join(ON_ERROR_MODES)}, got {options.on_error!r}"
         )
-    folder = discover(voc_root)
-    source_fingerprint = fingerprint(
-        folder,
-        {
-            "prodet": __version__,
-            "format": str(FORMAT_VERSION),
-            "root": str(folder.root),
-            "on_error": options.on_error,
-            "classes": "\n".join(options.classes) if options.classes is not None else "<auto>",
-        },
-    )
-    previous = _reusable(previous_output, source_fingerprint)
-    if previous is not None:
-        summary = summarize(previous, len(folder.xml_files), [], reused=True)
-        return ConversionResult(previous, summary, [])
-    results = _run_all(folder, options, workers or os.cpu_count() or 1, progress)
-    dataset, problems, summary = build_dataset(folder, options, results, source_fingerprint)
+    # A previous output can only be reused when it exists; then the fingerprint is needed
+    # before converting. Otherwise it is computed at the end, with the annotation files'
+    # stats taken by the workers from the files they read (no stat per file here).
+    reusable = previous_output is not None and previous_output.is_file()
+    folder = discover(voc_root, stat_annotations=reusable)
+    fingerprint_options = {
+        "prodet": __version__,
+        "format": str(FORMAT_VERSION),
+        "root": str(folder.root),
+        "on_error": options.on_error,
+        "classes": "\n".join(options.classes) if options.classes is not None else "<auto>",
+    }
+    source_fingerprint = fingerprint(folder, fingerprint_options) if reusable else None
+    if source_fingerprint is not None:
+        previous = _reusable(previous_output, source_fingerprint)
+        if previous is not None:
+            summary = summarize(previous, len(folder.xml_files), [], reused=True)
+            return ConversionResult(previous, summary, [])
+    builder = _RecordBuilder()
+    for batch in _iter_batches(folder, options, workers or os.cpu_count() or 1, progress):
+        builder.add(batch)
+    if source_fingerprint is None:
+        complete = with_annotation_stats(folder, builder.xml_stats)
+        source_fingerprint = fingerprint(complete, fingerprint_options)
+    dataset, problems, summary = builder.dataset(folder, options, source_fingerprint)
     failed = (
         options.on_error == "fail" and any(p.is_error for p in problems)
     ) or not dataset.records

@@ -9,10 +9,15 @@ rebuild arrays; anything else (``os.system``, ``builtins.eval``, ...) raises
 
 from __future__ import annotations
 
+import copyreg
 import io
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from annotations.atomic import atomic_write_bytes
 from annotations.schema import FORMAT_VERSION, ImageRecord, VocDataset, compute_content_hash
@@ -56,9 +61,53 @@ class _SchemaUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's own array rebuilder
+
+
+def _reduce_array(a: np.ndarray, zero: int = 0) -> tuple[Any, ...] | str | None:
+    """``a.__reduce__()`` for plain C-ordered numeric arrays, built without numpy's overhead.
+
+    numpy's ``__reduce__`` costs about 3 us per array (three per record). The tuple here
+    is equal to numpy's, so the pickle's bytes are the same. ``(zero,)`` is built per
+    call, as numpy does, so the pickler memoizes exactly the same objects.
+    """
+    if a.dtype.hasobject or (a.ndim > 1 and a.flags.fnc):
+        return a.__reduce__()  # object arrays pickle their items; F-ordered raw data differ
+    return (_RECONSTRUCT, (np.ndarray, (zero,), b"b"), (1, a.shape, a.dtype, False, a.tobytes()))
+
+
+def _fast_reduce_agrees() -> bool:
+    """Whether ``_reduce_array`` matches this numpy's ``__reduce__`` (checked at import)."""
+    samples = [
+        np.arange(8, dtype=np.float32).reshape(2, 4),
+        np.zeros((0, 4), dtype=np.float32),
+        np.arange(3, dtype=np.int64),
+        np.array([True, False]),
+        np.arange(12, dtype=np.float32).reshape(3, 4)[1:],
+    ]
+    try:
+        return all(_reduce_array(a) == a.__reduce__() for a in samples)
+    except Exception:  # a future numpy with another layout: use numpy's own reduce
+        return False
+
+
+_FAST_ARRAYS = _fast_reduce_agrees()
+
+
+def dataset_bytes(dataset: VocDataset) -> bytes:
+    """The pickle ``dump_dataset`` writes (equal to ``pickle.dumps`` at ``PICKLE_PROTOCOL``)."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=PICKLE_PROTOCOL)
+    if _FAST_ARRAYS:  # reducers registered with copyreg still take precedence
+        table: dict[type, Callable[..., Any]] = {np.ndarray: _reduce_array}
+        pickler.dispatch_table = {**table, **copyreg.dispatch_table}
+    pickler.dump(dataset)
+    return buffer.getvalue()
+
+
 def dump_dataset(dataset: VocDataset, path: str | os.PathLike[str]) -> None:
     """Pickle ``dataset`` to ``path`` atomically (temp file + rename)."""
-    atomic_write_bytes(path, pickle.dumps(dataset, protocol=PICKLE_PROTOCOL))
+    atomic_write_bytes(path, dataset_bytes(dataset))
 
 
 def load_dataset(path: str | os.PathLike[str], *, verify_hash: bool = True) -> VocDataset:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from pathlib import Path
 
 _IMAGE_EXTENSIONS = frozenset(
@@ -24,29 +26,55 @@ class VocFolderError(ValueError):
 
 @dataclass(frozen=True)
 class VocFolder:
-    """The files of one VOC folder; paths are absolute, image names relative to ``root``."""
+    """The files of one VOC folder; paths are absolute, image names relative to ``root``.
+
+    ``xml_files`` are absolute path strings, sorted by file name. ``stats`` holds
+    ``(name relative to root, size, mtime_ns)`` of every input, for ``fingerprint``; when
+    ``annotation_stats_deferred``, those of the annotation files are missing until
+    ``with_annotation_stats`` adds them.
+    """
 
     root: Path
     annotation_dir: Path
     image_dir: Path
-    xml_files: tuple[Path, ...]
+    xml_files: tuple[str, ...]
     images_by_stem: dict[str, tuple[str, ...]]
     split_files: tuple[Path, ...] = field(default=())
     stats: tuple[tuple[str, int, int], ...] = field(default=())
+    annotation_stats_deferred: bool = False
 
 
-def _scan(directory: Path) -> list[os.DirEntry[str]]:
+def _scan(directory: Path, keep: Callable[[str], bool]) -> list[os.DirEntry[str]]:
+    """Entries of ``directory`` whose name passes ``keep`` and that are files (or links to one)."""
     with os.scandir(directory) as it:
-        return [e for e in it if e.is_file()]
+        return [e for e in it if keep(e.name) and e.is_file()]
 
 
-def _stat_line(entry: os.DirEntry[str], prefix: str) -> tuple[str, int, int]:
-    st = entry.stat()
-    return (prefix + entry.name, st.st_size, st.st_mtime_ns)
+def _is_xml(name: str) -> bool:
+    return name.lower().endswith(".xml")
 
 
-def discover(root: str | os.PathLike[str]) -> VocFolder:
+def _scan_images(directory: Path) -> tuple[list[os.DirEntry[str]], dict[str, str]]:
+    """The image files of ``directory`` (in directory order) and each one's stem by name."""
+    entries: list[os.DirEntry[str]] = []
+    stems: dict[str, str] = {}
+    with os.scandir(directory) as it:
+        for e in it:
+            stem, ext = os.path.splitext(e.name)
+            if ext.lower() in _IMAGE_EXTENSIONS and e.is_file():
+                entries.append(e)
+                stems[e.name] = stem
+    return entries, stems
+
+
+def discover(root: str | os.PathLike[str], *, stat_annotations: bool = True) -> VocFolder:
     """List a VOC folder's annotations, images and split files.
+
+    Args:
+        stat_annotations: False leaves the annotation files' sizes and mtimes out of
+            ``stats`` (one ``stat`` per file saved here): the converter then takes them
+            from the open files while it reads them, and adds them with
+            ``with_annotation_stats``.
 
     Raises:
         VocFolderError: the folder does not exist or holds no ``.xml`` annotations.
@@ -60,44 +88,70 @@ def discover(root: str | os.PathLike[str]) -> VocFolder:
         annotation_dir = image_dir = root_path  # flat LabelImg folder
     elif not image_dir.is_dir():
         image_dir = root_path / "images" if (root_path / "images").is_dir() else image_dir
-    xml_entries = sorted(
-        (e for e in _scan(annotation_dir) if e.name.lower().endswith(".xml")), key=lambda e: e.name
-    )
+    xml_entries = sorted(_scan(annotation_dir, _is_xml), key=attrgetter("name"))
     if not xml_entries:
         raise VocFolderError(
             f"{root}: no .xml annotations found in {annotation_dir}; expected a Pascal VOC "
             "folder (Annotations/, JPEGImages/, ImageSets/Main/) or a LabelImg folder of .xml files"
         )
-    image_entries = (
-        [e for e in _scan(image_dir) if os.path.splitext(e.name)[1].lower() in _IMAGE_EXTENSIONS]
-        if image_dir.is_dir()
-        else []
-    )
+    image_entries, image_stems = _scan_images(image_dir) if image_dir.is_dir() else ([], {})
     images_by_stem: dict[str, list[str]] = {}
     image_prefix = image_dir.relative_to(root_path).as_posix()
     image_prefix = "" if image_prefix == "." else image_prefix + "/"
-    for e in sorted(image_entries, key=lambda e: e.name):
-        images_by_stem.setdefault(os.path.splitext(e.name)[0], []).append(image_prefix + e.name)
+    for name in sorted(image_stems):
+        images_by_stem.setdefault(image_stems[name], []).append(image_prefix + name)
     split_dir = root_path / "ImageSets" / "Main"
     split_files = tuple(sorted(split_dir.glob("*.txt"))) if split_dir.is_dir() else ()
-    annotation_prefix = annotation_dir.relative_to(root_path).as_posix() + "/"
-    stats = tuple(
-        [_stat_line(e, annotation_prefix) for e in xml_entries]
-        + [_stat_line(e, image_prefix) for e in image_entries]
-        + [
-            (str(p.relative_to(root_path)), p.stat().st_size, p.stat().st_mtime_ns)
-            for p in split_files
-        ]
-    )
+    annotation_prefix = _annotation_prefix(root_path, annotation_dir)
+    stats = [_stat_line(e, annotation_prefix) for e in xml_entries] if stat_annotations else []
+    stats += [_stat_line(e, image_prefix) for e in image_entries]  # in directory order
+    for p in split_files:
+        st = p.stat()
+        stats.append((str(p.relative_to(root_path)), st.st_size, st.st_mtime_ns))
     return VocFolder(
         root=root_path,
         annotation_dir=annotation_dir,
         image_dir=image_dir,
-        xml_files=tuple(Path(e.path) for e in xml_entries),
+        xml_files=tuple([e.path for e in xml_entries]),
         images_by_stem={k: tuple(v) for k, v in images_by_stem.items()},
         split_files=split_files,
-        stats=stats,
+        stats=tuple(stats),
+        annotation_stats_deferred=not stat_annotations,
     )
+
+
+def _annotation_prefix(root: Path, annotation_dir: Path) -> str:
+    return annotation_dir.relative_to(root).as_posix() + "/"
+
+
+def with_annotation_stats(
+    folder: VocFolder, sizes_and_mtimes: Iterable[tuple[int, int]]
+) -> VocFolder:
+    """``folder`` with its annotation files' ``(size, mtime_ns)``, in ``xml_files`` order.
+
+    Gives the same ``stats`` as ``discover(root)``, which stats the files itself.
+
+    Raises:
+        ValueError: the folder already has them, or not one pair per annotation file.
+    """
+    if not folder.annotation_stats_deferred:
+        raise ValueError("the folder already holds its annotation files' stats")
+    prefix = _annotation_prefix(folder.root, folder.annotation_dir)
+    try:
+        lines = [
+            (prefix + os.path.basename(path), size, mtime)
+            for path, (size, mtime) in zip(folder.xml_files, sizes_and_mtimes, strict=True)
+        ]
+    except ValueError:
+        raise ValueError(
+            f"expected (size, mtime_ns) for each of the {len(folder.xml_files)} annotation files"
+        ) from None
+    return replace(folder, stats=(*lines, *folder.stats), annotation_stats_deferred=False)
+
+
+def _stat_line(entry: os.DirEntry[str], prefix: str) -> tuple[str, int, int]:
+    st = entry.stat()
+    return (prefix + entry.name, st.st_size, st.st_mtime_ns)
 
 
 def read_splits(split_files: tuple[Path, ...]) -> dict[str, tuple[str, ...]]:
@@ -117,10 +171,16 @@ def read_splits(split_files: tuple[Path, ...]) -> dict[str, tuple[str, ...]]:
 
 
 def fingerprint(folder: VocFolder, options: dict[str, str]) -> str:
-    """Digest of every input's name, size and mtime plus the conversion options."""
-    h = hashlib.sha256()
-    for name, size, mtime in folder.stats:
-        h.update(f"{name}\0{size}\0{mtime}\n".encode())
-    for key in sorted(options):
-        h.update(f"{key}={options[key]}\n".encode())
-    return h.hexdigest()
+    """Digest of every input's name, size and mtime plus the conversion options.
+
+    Raises:
+        ValueError: the folder's annotation stats were deferred and not added yet.
+    """
+    if folder.annotation_stats_deferred:
+        raise ValueError(
+            "fingerprint needs the annotation files' stats: discover the folder with "
+            "stat_annotations=True or add them with with_annotation_stats"
+        )
+    lines = [f"{name}\0{size}\0{mtime}\n" for name, size, mtime in folder.stats]
+    lines += [f"{key}={options[key]}\n" for key in sorted(options)]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()  # = one update per line

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from annotations.convert import ConvertOptions, convert_folder
-from annotations.pickle_store import dump_dataset
-from annotations.voc_folder import VocFolderError
+from annotations.convert import ConvertOptions, convert_batch, convert_folder, convert_one
+from annotations.pickle_store import dataset_bytes, dump_dataset
+from annotations.voc_folder import VocFolderError, discover, fingerprint, with_annotation_stats
 from tests.annotations.voc_factory import make_voc
 from tests.conftest import shared_path
 
@@ -61,6 +61,35 @@ def test_parallel_equals_serial(voc):
     parallel = convert_folder(voc, workers=2).dataset
     assert len(serial.records) == 73
     assert serial.content_hash == parallel.content_hash
+    # the written file does not depend on the number of workers either
+    assert dataset_bytes(serial) == dataset_bytes(parallel)
+    assert all(r.boxes.flags.writeable for r in parallel.records)
+
+
+def test_convert_one_and_convert_batch(voc):
+    folder = discover(voc)
+    one = convert_one(voc / "Annotations" / "c.xml", folder, ConvertOptions())
+    assert (one.image_id, one.image_path, one.width, one.height) == (
+        "c",
+        "JPEGImages/c.jpg",
+        40,
+        30,
+    )
+    assert one.boxes.dtype == np.float32 and one.boxes.tolist() == [[9, 19, 30, 25]]
+    assert one.names == ("can",) and one.difficult.tolist() == [False]
+    assert [p.kind for p in one.problems] == ["inverted_box"]
+    (voc / "JPEGImages" / "b.jpg").unlink()
+    folder = discover(voc)
+    batch = convert_batch(folder.xml_files, folder, ConvertOptions(on_error="skip"))
+    assert batch.image_ids == ["a", "b", "c"] and batch.image_paths[1] is None
+    assert batch.object_counts == [2, 0, 0] and batch.names == ["can", "box"]
+    boxes = np.frombuffer(batch.boxes, dtype=np.float32).reshape(-1, 4)
+    np.testing.assert_array_equal(boxes, [[10, 20, 50, 40], [0, 0, 64, 48]])
+    assert batch.difficult == b"\x00\x01"
+    assert [(p.kind, p.file) for p in batch.problems] == [
+        ("missing_image", "b.xml"),
+        ("inverted_box", "c.xml"),
+    ]
 
 
 def test_fail_mode_writes_nothing_and_skip_drops(voc):
@@ -158,3 +187,23 @@ def test_shared_real_datasets(name, images, objects, classes, splits, formats):
     for r in ds.records:
         assert (r.boxes[:, 2:] <= [r.width, r.height]).all() and (r.boxes[:, :2] >= 0).all()
         assert (r.boxes[:, 2:] > r.boxes[:, :2]).all()
+
+
+def test_fingerprint_from_the_workers_stats_equals_discover(voc, tmp_path):
+    # Without a previous output the annotation files are not stat-ed up front: the workers
+    # report what they read. The fingerprint must be the one a reuse check computes.
+    out = tmp_path / "d.pkl"
+    first = convert_folder(voc, workers=1, previous_output=out)
+    options = {"a": "1"}
+    deferred = discover(voc, stat_annotations=False)
+    assert deferred.annotation_stats_deferred and len(deferred.stats) == 3 + 2  # images, splits
+    with pytest.raises(ValueError, match="annotation files' stats"):
+        fingerprint(deferred, options)
+    batch = convert_batch(deferred.xml_files, deferred, ConvertOptions())
+    complete = with_annotation_stats(deferred, batch.xml_stats)
+    assert complete.stats == discover(voc).stats
+    assert fingerprint(complete, options) == fingerprint(discover(voc), options)
+    with pytest.raises(ValueError, match="each of the 3 annotation files"):
+        with_annotation_stats(deferred, batch.xml_stats[:2])
+    dump_dataset(first.dataset, out)
+    assert convert_folder(voc, workers=2, previous_output=out).summary.reused

@@ -5,18 +5,22 @@ from __future__ import annotations
 import os
 import pickle
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from annotations import atomic
+from annotations import atomic, pickle_store
 from annotations.pickle_store import (
+    PICKLE_PROTOCOL,
     DatasetFileError,
     UnsafePickleError,
+    dataset_bytes,
     dump_dataset,
     load_dataset,
 )
 from annotations.schema import FORMAT_VERSION, ImageRecord, VocDataset, compute_content_hash
+from annotations.voc_folder import VocFolder, fingerprint
 
 
 def tiny_dataset() -> VocDataset:
@@ -120,3 +124,73 @@ def test_interrupted_write_leaves_previous_file(tmp_path, monkeypatch):
 def test_record_validation_names_the_image():
     with pytest.raises(ValueError, match="'a': boxes must be float32"):
         replace(tiny_dataset().records[0], boxes=np.zeros((1, 4), dtype=np.float64))
+
+
+def test_content_hash_and_fingerprint_are_unchanged():
+    # Digests computed by the first release; a dataset's hash must not depend on the code.
+    records = (
+        ImageRecord(
+            "a",
+            "JPEGImages/a.jpg",
+            64,
+            48,
+            "PNG",
+            np.array([[1, 2, 30, 40], [0, 0, 64, 48]], np.float32),
+            np.array([1, 2], np.int64),
+            np.array([False, True]),
+            "0" * 64,
+        ),
+        ImageRecord(
+            "b",
+            "JPEGImages/b.png",
+            32,
+            32,
+            "JPEG",
+            np.zeros((0, 4), np.float32),
+            np.zeros(0, np.int64),
+            np.zeros(0, bool),
+            "f" * 64,
+        ),
+    )
+    splits = {"trainval": ("a",), "test": ("b", "a")}
+    assert (
+        compute_content_hash(("__background__", "can", "box"), records, splits)
+        == "5db3be1744fb0fcf9f51f146707f6b1eefa090c55e7e9f63d811d7a0f0b2d3d3"
+    )
+    stats = (("Annotations/a.xml", 10, 123), ("JPEGImages/a.jpg", 99, 456))
+    folder = VocFolder(Path("/r"), Path("/r/A"), Path("/r/J"), (), {}, (), stats)
+    assert (
+        fingerprint(folder, {"b": "2", "a": "1"})
+        == "ce60970d6ef304b2bf84076e7aaa4ed3d7d417b23509ba1a1fff96a8a0e27350"
+    )
+
+
+def test_dump_writes_exactly_what_pickle_dumps_writes(tmp_path):
+    rec = tiny_dataset().records[0]
+    odd = [
+        replace(rec, image_id="view", boxes=np.arange(12, dtype=np.float32).reshape(3, 4)[1:2]),
+        replace(rec, image_id="fortran", boxes=np.asfortranarray(np.ones((1, 4), np.float32))),
+        replace(
+            rec,
+            image_id="empty",
+            boxes=np.zeros((0, 4), np.float32),
+            labels=np.zeros(0, np.int64),
+            difficult=np.zeros(0, bool),
+        ),
+    ]
+    ds = replace(tiny_dataset(), records=(rec, *odd))
+    assert pickle_store._FAST_ARRAYS  # this numpy's array layout is the one mirrored
+    assert dataset_bytes(ds) == pickle.dumps(ds, protocol=PICKLE_PROTOCOL)
+    strided = np.arange(16, dtype=np.float32).reshape(4, 4)[:, ::2]
+    objects = np.array([1, "a"], dtype=object)
+    fortran = np.asfortranarray(np.arange(12, dtype=np.float32).reshape(3, 4))
+    for array in (strided, strided.T, fortran, objects):
+        assert pickle_store._reduce_array(array) == array.__reduce__()
+
+
+def test_dump_without_the_fast_array_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(pickle_store, "_FAST_ARRAYS", False)
+    ds = tiny_dataset()
+    assert dataset_bytes(ds) == pickle.dumps(ds, protocol=PICKLE_PROTOCOL)
+    dump_dataset(ds, tmp_path / "d.pkl")
+    assert load_dataset(tmp_path / "d.pkl").content_hash == ds.content_hash

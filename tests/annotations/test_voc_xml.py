@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import copy
+import random
 
-from annotations.voc_xml import VocFormatError, parse_voc_xml
+import pytest
+from lxml import etree
+
+from annotations.voc_xml import VocFormatError, _parse_tree, parse_voc_xml
 from tests.conftest import shared_path
 
 
@@ -153,3 +157,99 @@ def test_external_entities_are_not_resolved(tmp_path):
         return
     assert "TOPSECRET" not in repr(ann)
     assert ann.objects == ()
+
+
+def _text(el) -> str:
+    return (el.text or "").strip() if el is not None else ""
+
+
+def _number(s: str) -> float | None:
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+def find_based_reference(data: bytes) -> tuple:
+    """The parser's contract spelled with ``find()`` (how it was first written)."""
+    try:
+        root = _parse_tree(data, "x.xml")  # building the tree is not what is compared
+    except VocFormatError as exc:
+        return ("rejected", str(exc))
+    objects = root.findall("object")
+    if root.tag != "annotation":
+        return ("rejected", "root element")
+    if root.find("imagesize") is not None or (
+        objects and all(o.find("bndbox") is None for o in objects)
+    ):
+        return ("rejected", "objects have no <bndbox>")
+    kept, issues = [], []
+    for index, obj in enumerate(objects):
+        name = _text(obj.find("name"))
+        box = obj.find("bndbox")
+        tags = ("xmin", "ymin", "xmax", "ymax")
+        coords = [_number(_text(box.find(t))) for t in tags] if box is not None else []
+        if not name or box is None or None in coords:
+            issues.append(index)
+            continue
+        flags = [
+            _text(obj.find(t)).lower() not in ("", "0", "0.0", "false", "no", "unspecified")
+            for t in ("difficult", "truncated")
+        ]
+        kept.append((index, name, *coords, *flags, _text(obj.find("pose")) or "Unspecified"))
+    size = root.find("size")
+    dims = [_number(_text(size.find(t))) if size is not None else None for t in ("width", "height")]
+    ints = [None if d is None else int(d) for d in dims]
+    return ("ok", _text(root.find("filename")), *ints, kept, issues)
+
+
+def one_pass(data: bytes) -> tuple:
+    """``parse_voc_xml`` in the reference's terms."""
+    try:
+        ann = parse_voc_xml(data, "x.xml")
+    except VocFormatError as exc:
+        message = str(exc)
+        for kind in ("root element", "objects have no <bndbox>"):
+            if kind in message:
+                return ("rejected", kind)
+        return ("rejected", message)
+    kept = [
+        (o.index, o.name, o.xmin, o.ymin, o.xmax, o.ymax, o.difficult, o.truncated, o.pose)
+        for o in ann.objects
+    ]
+    return ("ok", ann.filename, ann.width, ann.height, kept, [i.index for i in ann.issues])
+
+
+def test_one_pass_reading_matches_find_semantics_on_mutated_files():
+    zoo = shared_path("voc_xml_zoo")
+    seeds = [p.read_bytes() for p in sorted(zoo.glob("*.xml"))]
+    rng = random.Random(3)
+    tags = ["name", "bndbox", "object", "size", "filename", "imagesize", "part", "xmin", "ymax"]
+    tags += ["width", "difficult", "pose", "{urn:x}name"]
+    outcomes: dict[str, int] = {}
+    for _ in range(400):
+        try:
+            root = etree.fromstring(rng.choice(seeds), etree.XMLParser(remove_comments=False))
+        except etree.XMLSyntaxError:
+            continue
+        elements = [e for e in root.iter() if isinstance(e.tag, str)]
+        for _ in range(rng.randint(1, 4)):
+            el = rng.choice(elements)
+            parent = el.getparent()
+            op = rng.randrange(5)
+            if op == 0 and parent is not None:
+                parent.insert(rng.randrange(len(parent) + 1), copy.deepcopy(el))
+            elif op == 1:
+                el.text = rng.choice(["", " 7 ", "x", "1e3", "yes", "No", "0.0", None])
+            elif op == 2:
+                el.tag = rng.choice(tags)
+            elif op == 3:
+                el.insert(0, etree.Comment("c"))
+            elif parent is not None:
+                parent.remove(el)
+        data = etree.tostring(root)
+        expected = find_based_reference(data)
+        assert one_pass(data) == expected, data
+        kind = expected[0] if expected[0] == "rejected" else ("issues" if expected[-1] else "ok")
+        outcomes[kind] = outcomes.get(kind, 0) + 1
+    assert min(outcomes.get(k, 0) for k in ("ok", "issues", "rejected")) >= 20, outcomes
