@@ -181,17 +181,15 @@ def _read_file(path: str) -> tuple[bytes, int, int]:
     """The file's bytes, size and mtime_ns (a few syscalls, no ``pathlib``/``io`` layers).
 
     The size and mtime come from ``fstat`` on the open file: the same values ``stat``
-    gives for the path, for the fingerprint, without a second path lookup.
+    gives for the path, for the fingerprint, without a second path lookup. A read that
+    returns exactly that size has the whole file; otherwise it reads until end of file.
     """
     fd = os.open(path, os.O_RDONLY)
     try:
         st = os.fstat(fd)
         data = os.read(fd, _READ_SIZE)
-        if len(data) < _READ_SIZE:
-            more = os.read(fd, _READ_SIZE)  # b"" at end of file
-            if not more:
-                return data, st.st_size, st.st_mtime_ns
-            data += more
+        if len(data) == st.st_size:
+            return data, st.st_size, st.st_mtime_ns
         parts = [data]
         while chunk := os.read(fd, _READ_SIZE):
             parts.append(chunk)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -97,6 +98,11 @@ def _evaluate_parser() -> argparse.ArgumentParser:
         "PR curves and COCO-format predictions for one split.",
     )
     p.add_argument("--checkpoint", type=Path, help="a checkpoint from `prodet train` (best.pt)")
+    p.add_argument(
+        "--onnx",
+        type=Path,
+        help="instead of --checkpoint: a model from `prodet export`, run in onnxruntime (CPU)",
+    )
     p.add_argument("--data", type=Path, required=True, help="dataset .pkl")
     p.add_argument("--split", default="test", help="split to evaluate (default: test)")
     p.add_argument(
@@ -110,21 +116,29 @@ def _evaluate_parser() -> argparse.ArgumentParser:
 def evaluate_main(argv: list[str]) -> int:
     args = _evaluate_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    if args.checkpoint is None:
-        print("prodet evaluate: --checkpoint is required", file=sys.stderr)
+    if (args.checkpoint is None) == (args.onnx is None):
+        print("prodet evaluate: give one of --checkpoint or --onnx", file=sys.stderr)
         return 2
     try:
-        from detection.checkpoint_eval import evaluate_checkpoint
+        if args.onnx is not None:
+            # export is a later stage: imported by name only when asked for.
+            onnx_evaluate = importlib.import_module("export.onnx_evaluate")
+            out = args.out or args.onnx.parent / f"eval-{args.onnx.stem}-{args.split}"
+            summary = onnx_evaluate.evaluate_onnx(
+                args.onnx, args.data, args.split, out, batch_size=args.batch_size
+            )
+        else:
+            from detection.checkpoint_eval import evaluate_checkpoint
 
-        out = args.out or args.checkpoint.parent / f"eval-{args.split}"
-        summary = evaluate_checkpoint(
-            args.checkpoint,
-            args.data,
-            args.split,
-            out,
-            batch_size=args.batch_size,
-            use_ema=args.ema,
-        )
+            out = args.out or args.checkpoint.parent / f"eval-{args.split}"
+            summary = evaluate_checkpoint(
+                args.checkpoint,
+                args.data,
+                args.split,
+                out,
+                batch_size=args.batch_size,
+                use_ema=args.ema,
+            )
     except (ValueError, FileNotFoundError) as exc:
         print(f"prodet evaluate: {exc}", file=sys.stderr)
         return 2

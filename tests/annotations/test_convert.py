@@ -207,3 +207,11 @@ def test_fingerprint_from_the_workers_stats_equals_discover(voc, tmp_path):
         with_annotation_stats(deferred, batch.xml_stats[:2])
     dump_dataset(first.dataset, out)
     assert convert_folder(voc, workers=2, previous_output=out).summary.reused
+
+
+def test_annotation_larger_than_one_read(tmp_path):
+    objects = [("can", 1 + i % 50, 1, 10 + i % 50, 10) for i in range(1500)]
+    voc = make_voc(tmp_path / "voc", {"big": (64, 48, objects)})
+    assert (voc / "Annotations" / "big.xml").stat().st_size > 1 << 16
+    ds = convert_folder(voc, workers=1).dataset
+    assert ds.records[0].num_objects == 1500
