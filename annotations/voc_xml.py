@@ -12,6 +12,7 @@ float); conversion to the dataset's box convention happens in ``boxes.py``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from lxml import etree
@@ -95,10 +96,12 @@ def _flag(el: etree._Element | None) -> bool:
 
 
 def _number(text: str) -> float | None:
+    """The value of a numeric field, or None when it is empty, not a number, nan or inf."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         return None
+    return value if math.isfinite(value) else None
 
 
 def _first_children(el: etree._Element) -> dict[object, etree._Element]:

@@ -253,3 +253,14 @@ def test_one_pass_reading_matches_find_semantics_on_mutated_files():
         kind = expected[0] if expected[0] == "rejected" else ("issues" if expected[-1] else "ok")
         outcomes[kind] = outcomes.get(kind, 0) + 1
     assert min(outcomes.get(k, 0) for k in ("ok", "issues", "rejected")) >= 20, outcomes
+
+
+def test_non_finite_numbers_are_not_numbers():
+    data = (
+        b"<annotation><size><width>nan</width><height>inf</height></size><object><name>a</name>"
+        b"<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>inf</xmax><ymax>5</ymax></bndbox></object>"
+        b"</annotation>"
+    )
+    ann = parse_voc_xml(data, "nan.xml")
+    assert (ann.width, ann.height) == (None, None)
+    assert ann.objects == () and "xmax" in ann.issues[0].message
