@@ -37,10 +37,9 @@ import onnxruntime as ort
 import torch
 
 from annotations.pickle_store import load_dataset
-from datasets.augment import build_transform
 from datasets.detection_dataset import DetectionDataset
 from detection.checkpoint import load_checkpoint
-from detection.checkpoint_eval import model_from_checkpoint
+from detection.checkpoint_eval import eval_transform, model_from_checkpoint
 from detection.evaluate import evaluate_model
 from export.onnx_evaluate import eval_dataset, evaluate_session
 from export.onnx_export import checkpoint_val_map
@@ -109,13 +108,7 @@ def build_engines(checkpoint_path: Path, args: argparse.Namespace, workdir: Path
     data = args.data or Path(config.data)
     voc = load_dataset(data)
     spec = checkpoint["input"]
-    transform = build_transform(
-        "eval",
-        size=spec["size"],
-        mean=spec["mean"],
-        std=spec["std"],
-        resize_mode=spec["resize_mode"],
-    )
+    transform = eval_transform(spec)
     split = DetectionDataset(voc, args.split, transform=transform)
     if len(split) < args.images:
         raise ValueError(f"--images {args.images}: split {args.split!r} has {len(split)}")

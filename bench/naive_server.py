@@ -16,20 +16,13 @@ import torch
 from fastapi import FastAPI, Request
 from PIL import Image
 
-from datasets.augment import build_transform
 from detection.checkpoint import load_checkpoint
-from detection.checkpoint_eval import model_from_checkpoint
+from detection.checkpoint_eval import eval_transform, model_from_checkpoint
 
 _checkpoint = load_checkpoint(os.environ["PRODET_NAIVE_CHECKPOINT"])
 _model, _ = model_from_checkpoint(_checkpoint)
 _spec = _checkpoint["input"]
-_transform = build_transform(
-    "eval",
-    size=_spec["size"],
-    mean=_spec["mean"],
-    std=_spec["std"],
-    resize_mode=_spec["resize_mode"],
-)
+_transform = eval_transform(_spec)
 _classes = _checkpoint["classes"]
 app = FastAPI()
 

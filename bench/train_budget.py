@@ -31,38 +31,22 @@ REFERENCE = {  # torchvision Faster R-CNN + FPN + RoIAlign, EfficientNet-Lite0, 
     "groceries25_voc": (0.167, 72.0),
     "commodity_voc": (0.493, 114.0),
 }
-# Per-dataset settings chosen for a 2-core CPU budget (flags of `prodet train`).
-DATASET_FLAGS = {
-    "groceries25_voc": [
-        "--size",
-        "256",
-        "--batch-size",
-        "8",
-        "--lr",
-        "0.01",
-        "--freeze",
-        "2",
-        "--workers",
-        "1",
-        "--preset",
-        "light",
-    ],
-    "commodity_voc": [
-        "--size",
-        "256",
-        "--batch-size",
-        "8",
-        "--lr",
-        "0.01",
-        "--freeze",
-        "2",
-        "--workers",
-        "1",
-        "--preset",
-        "light",
-    ],
-}
-HEAD_FLAGS = {"ssd": [], "fast_rcnn": ["--lr", "0.01"]}
+# Settings chosen for a 2-core CPU budget (flags of `prodet train`), the same for both sets.
+BUDGET_FLAGS = [
+    "--size",
+    "256",
+    "--batch-size",
+    "8",
+    "--lr",
+    "0.01",
+    "--freeze",
+    "2",
+    "--workers",
+    "1",
+    "--preset",
+    "light",
+]
+HEAD_FLAGS: dict[str, list[str]] = {"ssd": [], "fast_rcnn": []}
 
 
 def prodet(*args: str) -> str:
@@ -79,7 +63,7 @@ def run_one(dataset: str, head: str, minutes: float, workdir: Path) -> dict[str,
     data = workdir / f"{dataset}.pkl"
     prodet("convert", str(SHARED / dataset), "-o", str(data), "--quiet")
     run = workdir / f"{dataset}-{head}-{minutes:g}min"
-    flags = DATASET_FLAGS.get(dataset, []) + HEAD_FLAGS[head]
+    flags = BUDGET_FLAGS + HEAD_FLAGS[head]
     prodet(
         "train", "--data", str(data), "--head", head, "--out", str(run),
         "--max-minutes", str(minutes), "--epochs", "200", "--quiet", *flags,

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from annotations.pickle_store import load_dataset
-from datasets.augment import build_transform
+from datasets.augment import DetectionTransform, build_transform
 from datasets.detection_dataset import DetectionDataset
 from detection.checkpoint import load_checkpoint
 from detection.config import TrainConfig, load_config
@@ -30,6 +30,17 @@ def model_from_checkpoint(
     )
     model.load_state_dict(state)
     return model.eval(), config
+
+
+def eval_transform(input_spec: dict[str, Any]) -> DetectionTransform:
+    """The ``eval`` preset matching a checkpoint's ``input`` entry (size, mean, std, resize)."""
+    return build_transform(
+        "eval",
+        size=input_spec["size"],
+        mean=input_spec["mean"],
+        std=input_spec["std"],
+        resize_mode=input_spec["resize_mode"],
+    )
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -65,14 +76,7 @@ def evaluate_checkpoint(
             f"{data_path} has {list(voc.classes[1:])}"
         )
     model, config = model_from_checkpoint(checkpoint, use_ema=use_ema)
-    spec = checkpoint["input"]
-    transform = build_transform(
-        "eval",
-        size=spec["size"],
-        mean=spec["mean"],
-        std=spec["std"],
-        resize_mode=spec["resize_mode"],
-    )
+    transform = eval_transform(checkpoint["input"])
     dataset = DetectionDataset(voc, split, transform=transform)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     evaluation = evaluate_model(model.to(device), dataset, device=device, batch_size=batch_size)

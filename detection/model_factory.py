@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from detection.backbones import Backbone, build_backbone
-from detection.config import TrainConfig
+from detection.backbones import DEFAULT_OUT_INDICES, Backbone, build_backbone
+from detection.config import HEADS, TrainConfig
 
 
 def _backbone_weights(config: TrainConfig, pretrained: bool) -> tuple[str | None, str | None]:
@@ -28,17 +28,21 @@ def build_model(config: TrainConfig, num_classes: int, *, pretrained: bool = Tru
         pretrained: load the backbone's ImageNet weights (training); False when a
             checkpoint's state dict will be loaded next.
     """
+    if config.head not in HEADS:
+        raise ValueError(f"head {config.head!r} is unknown; use --head ssd or --head fast_rcnn")
     weights, weights_path = _backbone_weights(config, pretrained)
+    # SSD predicts on the stride-8/16/32 maps; Fast R-CNN pools RoIs from stride 16 only.
+    backbone = build_backbone(
+        config.backbone,
+        weights=weights,
+        weights_path=weights_path,
+        out_indices=(3,) if config.head == "fast_rcnn" else DEFAULT_OUT_INDICES,
+        freeze=config.freeze,
+        frozen_bn=config.frozen_bn,
+    )
     if config.head == "ssd":
         from detection.ssd import build_ssd
 
-        backbone = build_backbone(
-            config.backbone,
-            weights=weights,
-            weights_path=weights_path,
-            freeze=config.freeze,
-            frozen_bn=config.frozen_bn,
-        )
         s = config.ssd
         return build_ssd(
             backbone=backbone,
@@ -51,42 +55,32 @@ def build_model(config: TrainConfig, num_classes: int, *, pretrained: bool = Tru
             nms_thresh=s.nms_thresh,
             detections_per_img=s.detections_per_img,
         )
-    if config.head == "fast_rcnn":
-        from detection.fast_rcnn import build_fast_rcnn
+    from detection.fast_rcnn import build_fast_rcnn
 
-        backbone = build_backbone(
-            config.backbone,
-            weights=weights,
-            weights_path=weights_path,
-            out_indices=(3,),
-            freeze=config.freeze,
-            frozen_bn=config.frozen_bn,
-        )
-        f = config.fast_rcnn
-        return build_fast_rcnn(
-            backbone=backbone,
-            num_classes=num_classes,
-            size=config.size,
-            roi_op=f.roi_op,
-            roi_size=f.roi_size,
-            representation=f.representation,
-            dropout=f.dropout,
-            anchor_sizes=f.anchor_sizes,
-            aspect_ratios=f.aspect_ratios,
-            rpn_pre_nms_train=f.rpn_pre_nms_train,
-            rpn_post_nms_train=f.rpn_post_nms_train,
-            rpn_pre_nms_test=f.rpn_pre_nms_test,
-            rpn_post_nms_test=f.rpn_post_nms_test,
-            rpn_nms_thresh=f.rpn_nms_thresh,
-            rpn_batch_size_per_image=f.rpn_batch_size_per_image,
-            batch_size_per_image=f.batch_size_per_image,
-            positive_fraction=f.positive_fraction,
-            fg_iou_thresh=f.fg_iou_thresh,
-            score_thresh=f.score_thresh,
-            nms_thresh=f.nms_thresh,
-            detections_per_img=f.detections_per_img,
-        )
-    raise ValueError(f"head {config.head!r} is unknown; use --head ssd or --head fast_rcnn")
+    f = config.fast_rcnn
+    return build_fast_rcnn(
+        backbone=backbone,
+        num_classes=num_classes,
+        size=config.size,
+        roi_op=f.roi_op,
+        roi_size=f.roi_size,
+        representation=f.representation,
+        dropout=f.dropout,
+        anchor_sizes=f.anchor_sizes,
+        aspect_ratios=f.aspect_ratios,
+        rpn_pre_nms_train=f.rpn_pre_nms_train,
+        rpn_post_nms_train=f.rpn_post_nms_train,
+        rpn_pre_nms_test=f.rpn_pre_nms_test,
+        rpn_post_nms_test=f.rpn_post_nms_test,
+        rpn_nms_thresh=f.rpn_nms_thresh,
+        rpn_batch_size_per_image=f.rpn_batch_size_per_image,
+        batch_size_per_image=f.batch_size_per_image,
+        positive_fraction=f.positive_fraction,
+        fg_iou_thresh=f.fg_iou_thresh,
+        score_thresh=f.score_thresh,
+        nms_thresh=f.nms_thresh,
+        detections_per_img=f.detections_per_img,
+    )
 
 
 def find_backbone(model: nn.Module) -> Backbone:

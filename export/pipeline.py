@@ -27,10 +27,9 @@ import torch
 
 from annotations.pickle_store import load_dataset
 from annotations.schema import VocDataset
-from datasets.augment import build_transform
 from datasets.detection_dataset import DetectionDataset
 from detection.checkpoint import load_checkpoint
-from detection.checkpoint_eval import model_from_checkpoint
+from detection.checkpoint_eval import eval_transform, model_from_checkpoint
 from detection.config import TrainConfig
 from detection.trainer import resolve_splits
 from export.onnx_evaluate import eval_dataset, evaluate_session
@@ -171,13 +170,7 @@ def export_checkpoint(
     voc, notes = _gate_dataset(checkpoint, config, options)
     ids, val_ids = gate_ids(voc, config, options.parity_images)
     spec = checkpoint["input"]
-    transform = build_transform(
-        "eval",
-        size=spec["size"],
-        mean=spec["mean"],
-        std=spec["std"],
-        resize_mode=spec["resize_mode"],
-    )
+    transform = eval_transform(spec)
     images = _stack(DetectionDataset(voc, ids=ids, transform=transform))
     size, dynamic = int(spec["size"]), options.batch is None
     example = _example(images, options.batch)

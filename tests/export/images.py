@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from datasets.augment import build_transform
 from datasets.detection_dataset import DetectionDataset
+from detection.checkpoint_eval import eval_transform
 
 BACKGROUND = (200, 200, 190)  # make_tiny_dataset's canvas
 
@@ -46,13 +46,7 @@ def split_images(
     data: Any, split: str, spec: Mapping[str, Any], count: int
 ) -> tuple[torch.Tensor, list[str]]:
     """The first ``count`` images of ``split`` through the eval transform of ``spec``."""
-    transform = build_transform(
-        "eval",
-        size=spec["size"],
-        mean=spec["mean"],
-        std=spec["std"],
-        resize_mode=spec["resize_mode"],
-    )
+    transform = eval_transform(spec)
     dataset = DetectionDataset(data, split, transform=transform)
     samples = [dataset[i] for i in range(min(count, len(dataset)))]
     return torch.stack([image for image, _ in samples]), [t["image_id"] for _, t in samples]
