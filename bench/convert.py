@@ -24,7 +24,6 @@ import gc
 import math
 import os
 import pickle
-import platform
 import shlex
 import shutil
 import statistics
@@ -36,6 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+from bench_report import machine_description, write_section
 
 from annotations.convert import convert_folder
 from annotations.pickle_store import dump_dataset
@@ -251,20 +252,6 @@ def format_table(rows: list[Row], files: int) -> str:
     return "\n".join(lines)
 
 
-def machine_description() -> str:
-    """nproc, CPU model and Python version of this machine."""
-    model = "unknown CPU"
-    with open("/proc/cpuinfo", encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"nproc {len(os.sched_getaffinity(0))}, {model}, "
-        f"Python {platform.python_version()} ({platform.system()} {platform.machine()})"
-    )
-
-
 def verdict(rows: list[Row], files: int) -> str:
     """Ratios of prodet to the peer and whether the issue's targets are met."""
     peer = statistics.median(rows[0].rates(files))
@@ -303,21 +290,6 @@ def section_text(table: str, corpus: Corpus, repeats: int, summary: str, load: s
         f"- Command: `{command}`\n"
         f"- Date: {date}\n"
     )
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of ``path`` (up to the next ``## ``), or append it."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == SECTION_HEADING), None)
-    if start is None:
-        head, tail = text.rstrip("\n") + "\n\n", ""
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        head, tail = "".join(lines[:start]), "".join(lines[end:])
-    path.write_text(head + section + ("\n" + tail if tail else ""), encoding="utf-8")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -398,7 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(summary)
     if args.write:
-        write_section(args.write, section_text(table, corpus, args.repeats, summary, load))
+        write_section(
+            args.write, SECTION_HEADING, section_text(table, corpus, args.repeats, summary, load)
+        )
         print(f"wrote the '{SECTION_HEADING}' section of {args.write}")
     return 0
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -29,6 +28,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+
+from bench_report import machine_description, write_section
 
 from annotations.convert import convert_folder
 from annotations.pickle_store import dump_dataset
@@ -105,20 +106,6 @@ def format_table(rows: list[tuple[str, list[float]]]) -> str:
     return "\n".join(lines)
 
 
-def machine_description() -> str:
-    """nproc, CPU model and Python version of this machine."""
-    model = "unknown CPU"
-    with open("/proc/cpuinfo", encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"nproc {len(os.sched_getaffinity(0))}, {model}, "
-        f"Python {platform.python_version()} ({platform.system()} {platform.machine()})"
-    )
-
-
 def describe_images(dataset: DetectionDataset) -> str:
     """Image count, formats and sizes, e.g. ``500 images, PNG, 224 x 224``."""
     formats = sorted({r.image_format for r in dataset.records})
@@ -145,20 +132,6 @@ def section_text(table: str, images: str, args: argparse.Namespace, load: str) -
         f"- Command: `{command}`\n"
         f"- Date: {date}\n"
     )
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace the ``## Data loading`` section of ``path`` (up to the next ``## ``), or append."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION_HEADING), None)
-    if start is None:
-        before, after = text.rstrip("\n") + "\n\n", ""
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), None)
-        before = "".join(lines[:start])
-        after = "" if end is None else "".join(lines[end:])
-    path.write_text(before + section + ("\n" + after if after else ""), encoding="utf-8")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{images}, machine: {machine_description()}, {load}\n")
     print(table)
     if args.write:
-        write_section(args.write, section_text(table, images, args, load))
+        write_section(args.write, SECTION_HEADING, section_text(table, images, args, load))
         print(f"\nwrote the '{SECTION_HEADING}' section of {args.write}")
     return 0
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+from bench_report import write_section
 
 from annotations.pickle_store import load_dataset
 from datasets.detection_dataset import DetectionDataset
@@ -207,20 +208,6 @@ def section_text(table: str, args: argparse.Namespace, load: str, images: int) -
     )
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the ``## Export speed`` section of ``path`` (up to the next ``## ``), or append."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION_HEADING), None)
-    if start is None:
-        before, after = text.rstrip("\n") + "\n\n", ""
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), None)
-        before = "".join(lines[:start])
-        after = "" if end is None else "".join(lines[end:])
-    path.write_text(before + section + ("\n" + after if after else ""), encoding="utf-8")
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="onnxruntime CPU vs PyTorch eager detection speed.")
     p.add_argument("checkpoints", type=Path, nargs="+", help="checkpoints (one per head)")
@@ -253,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     table = format_table(engines, args.images)
     print(table)
     if args.write:
-        write_section(args.write, section_text(table, args, load, args.images))
+        write_section(args.write, SECTION_HEADING, section_text(table, args, load, args.images))
         print(f"wrote the '{SECTION_HEADING}' section of {args.write}")
     return 0
 

@@ -35,6 +35,8 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench_report import write_section  # noqa: E402
+
 from tests.serve.live_server import live_server  # noqa: E402
 
 SECTION_HEADING = "## Serving latency"
@@ -148,25 +150,12 @@ def section_text(results: list[LevelResult], args: argparse.Namespace, model: st
         f"({args.image.stat().st_size:,} bytes) as a raw body; each client waits for its answer "
         f"before the next request; {args.requests} answers per level after a warm-up; "
         f"max wait {args.max_wait_ms} ms; provider {args.provider}.\n\n{header}\n{rows}\n\n"
-        f"- Machine: nproc {os.cpu_count()}, {platform.processor() or platform.machine()}, "
+        f"- Machine: nproc {os.cpu_count()}, {platform.processor() or platform.machine_description()}, "
         f"Python {platform.python_version()}\n"
         f"- Load: 1-minute load average {load:.2f} before the run\n"
         f"- Command: `python bench/serve_load.py {shlex.join(sys.argv[1:])}`\n"
         f"- Date: {datetime.now(timezone.utc):%a %b %d %H:%M:%S UTC %Y}\n"
     )
-
-
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the section in ``path``."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(
-        rf"^{re.escape(SECTION_HEADING)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL
-    )
-    if pattern.search(text):
-        text = pattern.sub(section + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         with context as url:
             results += run_levels(url, image, args.levels, args.requests, max_batch)
     if args.write:
-        write_section(args.write, section_text(results, args, str(args.model or args.url)))
+        write_section(
+            args.write, SECTION_HEADING, section_text(results, args, str(args.model or args.url))
+        )
     return 0
 
 

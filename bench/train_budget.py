@@ -17,12 +17,12 @@ import argparse
 import csv
 import datetime as dt
 import json
-import os
-import platform
-import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from bench_report import machine_description, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -88,15 +88,6 @@ def run_one(dataset: str, head: str, minutes: float, workdir: Path) -> dict[str,
     }
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        match = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
-        cpu = match.group(1).strip() if match else cpu
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, no GPU"
-
-
 def table(rows: list[dict[str, object]]) -> str:
     lines = [
         "| dataset | detector | budget | epochs (best) | VOC area mAP@0.5 | VOC07 11-pt | COCO mAP | train img/s | inference ms/img |",
@@ -118,15 +109,22 @@ def table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, body: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find(SECTION)
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + body + "\n"
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + ("\n" + text[end + 1 :] if end != -1 else "\n")
-    path.write_text(text)
+def copy_plots(rows: list[dict[str, object]], workdir: Path) -> list[tuple[str, str]]:
+    """Copy each run's curves.png and test PR curves into docs/benchmarks/; return links."""
+    target = REPO / "docs" / "benchmarks"
+    target.mkdir(parents=True, exist_ok=True)
+    links = []
+    for r in rows:
+        run = workdir / f"{r['dataset']}-{r['head']}-{float(r['minutes']):g}min"
+        for source, kind in (
+            (run / "curves.png", "curves"),
+            (run / "eval-test" / "pr_curves.png", "pr"),
+        ):
+            if source.is_file():
+                name = f"{r['dataset']}-{r['head']}-{kind}.png"
+                shutil.copyfile(source, target / name)
+                links.append((f"{r['dataset']} {r['head']} {kind}", f"docs/benchmarks/{name}"))
+    return links
 
 
 def main() -> int:
@@ -156,13 +154,14 @@ def main() -> int:
             if args.results:
                 with args.results.open("a") as fh:
                     fh.write(json.dumps(row) + "\n")
+    plots = copy_plots(rows, args.workdir)
     body = "\n".join(
         [
             SECTION,
             "",
             table(rows),
             "",
-            f"Machine: {machine()}. Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.",
+            f"Machine: {machine_description()}. Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.",
             f"Command: `python bench/train_budget.py --datasets {' '.join(args.datasets)} "
             f"--heads {' '.join(args.heads)} --minutes {args.minutes:g}`.",
             "Train img/s is the mean over epochs of the training loop's rate (augmentation in "
@@ -170,11 +169,14 @@ def main() -> int:
             "validation split in PyTorch eager at batch 8. The reference row is the figure "
             "measured on this machine kind by the issue's author.",
             args.note,
+            "",
+            "Plots from these runs (training loss and validation mAP per epoch; test PR curves): "
+            + " ".join(f"![{name}]({path})" for name, path in plots),
         ]
     )
     print(body)
     if args.write:
-        write_section(args.write, body)
+        write_section(args.write, SECTION, body)
     return 0
 
 
