@@ -28,7 +28,8 @@ bench: install
 	$(PY) bench/data_loading.py --write BENCHMARKS.md
 	$(PY) bench/train_budget.py --datasets commodity_voc groceries25_voc --heads ssd fast_rcnn --minutes 15 --write BENCHMARKS.md
 	$(PY) bench/export_speed.py out/bench-train/commodity_voc-ssd-15min/best.pt out/bench-train/commodity_voc-fast_rcnn-15min/best.pt --write BENCHMARKS.md
-	$(PY) bench/serve_load.py --model out/commodity-ssd.onnx --image ../shared/data/commodity_voc/JPEGImages/000005.jpg --write BENCHMARKS.md
+	$(VENV)/bin/prodet export out/bench-train/commodity_voc-ssd-15min/best.pt -o out/commodity-ssd.onnx
+	$(PY) bench/serve_load.py --model out/commodity-ssd.onnx --naive-checkpoint out/bench-train/commodity_voc-ssd-15min/best.pt --image $(SHARED)/commodity_voc/JPEGImages/000005.jpg --write BENCHMARKS.md
 
 convert-example: install
 	$(VENV)/bin/prodet convert $(SHARED)/commodity_voc -o out/commodity.pkl --report out/commodity-report.json --coco out/commodity-coco.json

@@ -102,10 +102,16 @@ def describe(checkpoint_path: Path) -> str:
     )
 
 
-def build_engines(checkpoint_path: Path, args: argparse.Namespace, workdir: Path) -> list[Engine]:
-    """PyTorch eager, onnxruntime fp32 and (optionally) int8 for one checkpoint."""
+def build_engines(
+    checkpoint_path: Path, args: argparse.Namespace, workdir: Path, proposals: int | None = None
+) -> list[Engine]:
+    """PyTorch eager, onnxruntime fp32 and (optionally) int8 for one checkpoint; for Fast
+    R-CNN at ``proposals`` RoIs per image (None: the checkpoint's setting)."""
     checkpoint = load_checkpoint(checkpoint_path)
-    model, config = model_from_checkpoint(checkpoint)
+    model, config = model_from_checkpoint(checkpoint, proposals=proposals)
+    head = config.head
+    if config.head == "fast_rcnn":
+        head = f"fast_rcnn, {config.fast_rcnn.rpn_post_nms_test} RoIs"
     data = args.data or Path(config.data)
     voc = load_dataset(data)
     spec = checkpoint["input"]
@@ -115,21 +121,23 @@ def build_engines(checkpoint_path: Path, args: argparse.Namespace, workdir: Path
         raise ValueError(f"--images {args.images}: split {args.split!r} has {len(split)}")
     images = torch.stack([split[i][0] for i in range(args.images)])
     torch_map = evaluate_model(model, split, device=torch.device("cpu")).voc.map_area
-    engines = [
-        Engine(config.head, "PyTorch eager fp32", _torch_engine(model, images), torch_map, {})
-    ]
+    engines = [Engine(head, "PyTorch eager fp32", _torch_engine(model, images), torch_map, {})]
     precisions = ["fp32"] if args.no_int8 else ["fp32", "int8"]
     for precision in precisions:
         options = ExportOptions(
-            precision=precision, data=data, calibration=data, threads=max(args.threads)
+            precision=precision,
+            data=data,
+            calibration=data,
+            threads=max(args.threads),
+            proposals=proposals,
         )
-        path = workdir / f"{config.head}-{precision}.onnx"
+        path = workdir / f"{config.head}-{proposals}-{precision}.onnx"
         result = export_checkpoint(checkpoint_path, path, options)
         session = open_session(path, threads=max(args.threads))
         props = result.metadata
         test_map = evaluate_session(session, eval_dataset(voc, args.split, props)).voc.map_area
         name = f"onnxruntime CPU {precision}"
-        engines.append(Engine(config.head, name, _ort_engine(path, images.numpy()), test_map, {}))
+        engines.append(Engine(head, name, _ort_engine(path, images.numpy()), test_map, {}))
     return engines
 
 
@@ -222,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="thread counts to time, e.g. 1,2 (default: 1 and nproc)",
     )
     p.add_argument("--no-int8", action="store_true", help="skip the int8 graph")
+    p.add_argument(
+        "--proposals",
+        type=lambda text: [None if v == "default" else int(v) for v in text.split(",")],
+        default=[None],
+        help="Fast R-CNN test-time RoIs per image to time, e.g. default,100",
+    )
     p.add_argument("--write", type=Path, metavar="PATH", help="replace the section in PATH")
     return p
 
@@ -234,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     engines: list[Engine] = []
     with tempfile.TemporaryDirectory(prefix="prodet-bench-export-") as workdir:
         for path in args.checkpoints:
-            engines += build_engines(path, args, Path(workdir))
+            head = load_checkpoint(path)["config"]["head"]
+            for proposals in args.proposals if head == "fast_rcnn" else [None]:
+                engines += build_engines(path, args, Path(workdir), proposals)
         for threads in args.threads:
             time_engines(engines, threads, args.repeats)
     table = format_table(engines, args.images)

@@ -1,197 +1,218 @@
-"""Load test of ``prodet serve``: latency and throughput at rising client concurrency.
+"""Load test of ``prodet serve`` against its peers, all in one run.
 
-Starts ``prodet serve`` on 127.0.0.1 (a free port) for each ``--max-batch`` value given
-(or uses a running server with ``--url``), then for each concurrency level runs that many
-clients in a loop, each posting the image to ``/v1/detect`` and waiting for the answer,
-until ``--requests`` answers have come back. One unmeasured warm-up level runs first.
-Batch sizes come from the server's ``/metrics`` (difference before and after a level).
+For each concurrency level (default 1, 8, 32; 30 s each after an unmeasured warm-up),
+that many clients post a real product photo to ``/v1/detect`` in a loop, each waiting for
+its answer before the next request (``bench/load_client.py``). Measured, in this order:
 
-Run from the repository root::
+1. ``prodet serve --model MODEL`` (micro-batching; batch sizes read from ``/metrics``);
+2. with ``--naive-checkpoint``, the naive server a user first writes
+   (``bench/naive_server.py``: the same model's PyTorch checkpoint run eagerly, one
+   request at a time);
+3. raw onnxruntime with no HTTP (``bench/serve_peers.py``): the model alone on prepared
+   tensors, and the same decode + pre-process + run pipeline in one process.
 
-    python bench/serve_load.py --model model.onnx --image photo.jpg
-    python bench/serve_load.py --model model.onnx --image photo.jpg --max-batch 1,8 \\
-        --concurrency 1,8,32 --write BENCHMARKS.md
+Peak RSS is each server process's ``VmHWM``. Run from the repository root::
+
+    python bench/serve_load.py --model out/model.onnx --naive-checkpoint runs/x/best.pt \\
+        --image ../shared/data/commodity_voc/JPEGImages/000005.jpg --write BENCHMARKS.md
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import datetime as dt
 import os
-import platform
 import re
-import shlex
 import statistics
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
+from bench_report import machine_description, write_section
+from load_client import LevelStats, build_request, run_level
+from serve_peers import naive_server, peak_rss_mib, raw_onnxruntime
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from bench_report import write_section  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from tests.serve.live_server import live_server  # noqa: E402
 
-SECTION_HEADING = "## Serving latency"
+SECTION = "## Serving latency"
+PLOT = Path("docs/benchmarks/serve-latency.png")
 
 
 @dataclass(frozen=True)
-class LevelResult:
-    """One concurrency level: latencies (s), wall time (s), refusals, mean batch size."""
+class Level:
+    """One server at one concurrency level."""
 
-    max_batch: str
-    concurrency: int
-    latencies: list[float]
-    wall_s: float
-    errors: int
+    server: str
+    clients: int
+    stats: LevelStats
     mean_batch: float
+    peak_rss_mib: float
+
+    @property
+    def images_per_s(self) -> float:
+        return len(self.stats.latencies) / self.stats.wall_s
+
+    def percentile(self, q: float) -> float:
+        ms = sorted(v * 1000 for v in self.stats.latencies)
+        return ms[min(len(ms) - 1, int(q * len(ms)))] if ms else float("nan")
 
     def row(self) -> str:
-        """A Markdown table row."""
-        ms = sorted(v * 1000 for v in self.latencies)
-        if not ms:
-            return (
-                f"| {self.max_batch} | {self.concurrency} | 0 | - | - | - | - | - | {self.errors} |"
-            )
+        ms = [v * 1000 for v in self.stats.latencies]
+        p50 = statistics.median(ms) if ms else float("nan")
+        batch = "-" if self.mean_batch != self.mean_batch else f"{self.mean_batch:.2f}"
         return (
-            f"| {self.max_batch} | {self.concurrency} | {len(ms)} | "
-            f"{len(ms) / self.wall_s:,.1f} | {statistics.median(ms):.1f} | "
-            f"{_percentile(ms, 0.95):.1f} | {_percentile(ms, 0.99):.1f} | "
-            f"{self.mean_batch:.2f} | {self.errors} |"
+            f"| {self.server} | {self.clients} | {self.stats.wall_s:.0f} | {len(ms)} | "
+            f"{self.images_per_s:.1f} | {p50:.1f} | {self.percentile(0.95):.1f} | "
+            f"{self.percentile(0.99):.1f} | {batch} | {self.stats.refused} | "
+            f"{self.stats.errors} | {self.peak_rss_mib:.0f} |"
         )
 
 
-def _percentile(sorted_values: list[float], q: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
-
-
-def _batch_totals(client: httpx.Client) -> tuple[float, float]:
-    text = client.get("/metrics").text
+def _batch_totals(url: str) -> tuple[float, float] | None:
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return None
     values = []
     for name in ("prodet_batch_size_sum", "prodet_batch_size_count"):
         match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
-        values.append(float(match.group(1)) if match else 0.0)
+        if match is None:
+            return None
+        values.append(float(match.group(1)))
     return values[0], values[1]
 
 
-async def _level(
-    url: str, image: bytes, concurrency: int, requests: int
-) -> tuple[list[float], int, float]:
-    latencies: list[float] = []
-    errors = 0
-    remaining = requests
-    limits = httpx.Limits(max_connections=concurrency)
-
-    async def client_loop(client: httpx.AsyncClient) -> None:
-        nonlocal remaining, errors
-        while remaining > 0:
-            remaining -= 1
-            started = time.perf_counter()
-            response = await client.post(
-                "/v1/detect", content=image, headers={"Content-Type": "image/jpeg"}
-            )
-            if response.status_code == 200:
-                latencies.append(time.perf_counter() - started)
-            else:
-                errors += 1
-
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        started = time.perf_counter()
-        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
-        return latencies, errors, time.perf_counter() - started
-
-
-def run_levels(
-    url: str, image: bytes, levels: list[int], requests: int, label: str
-) -> list[LevelResult]:
-    """Warm up, then measure each concurrency level against the server at ``url``."""
-    asyncio.run(_level(url, image, max(levels), min(requests, 4 * max(levels))))
+def measure(
+    name: str, url: str, pid: int, request: bytes, levels: list[int], seconds: float
+) -> list[Level]:
+    """Warm up for a few seconds, then run each level against the server at ``url``."""
+    run_level(url, request, max(levels), min(5.0, seconds))
     results = []
-    with httpx.Client(base_url=url, timeout=30) as probe:
-        for concurrency in levels:
-            sum_before, count_before = _batch_totals(probe)
-            latencies, errors, wall = asyncio.run(_level(url, image, concurrency, requests))
-            sum_after, count_after = _batch_totals(probe)
-            batches = count_after - count_before
-            mean = (sum_after - sum_before) / batches if batches else float("nan")
-            results.append(LevelResult(label, concurrency, latencies, wall, errors, mean))
-            print(results[-1].row(), flush=True)
+    for clients in levels:
+        before = _batch_totals(url)
+        stats = run_level(url, request, clients, seconds)
+        after = _batch_totals(url)
+        mean = float("nan")
+        if before and after and after[1] > before[1]:
+            mean = (after[0] - before[0]) / (after[1] - before[1])
+        results.append(Level(name, clients, stats, mean, peak_rss_mib(pid)))
+        print(results[-1].row(), flush=True)
     return results
 
 
-@contextmanager
-def _server(args: argparse.Namespace, max_batch: str, log: Path) -> Iterator[str]:
-    extra = ["--max-batch", max_batch, "--max-wait-ms", str(args.max_wait_ms)]
-    extra += ["--provider", args.provider, "--max-queue", str(max(1024, 4 * max(args.levels)))]
-    with live_server(
-        log, "--model", str(args.model), *extra, env={"PRODET_LOG_LEVEL": "warning"}
-    ) as server:
-        yield server.url
+def plot(levels: list[Level], path: Path) -> None:
+    """Throughput and p95 latency against concurrency, one line per server."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for server in dict.fromkeys(level.server for level in levels):
+        mine = [level for level in levels if level.server == server]
+        clients = [level.clients for level in mine]
+        left.plot(clients, [level.images_per_s for level in mine], marker="o", label=server)
+        right.plot(clients, [level.percentile(0.95) for level in mine], marker="o", label=server)
+    left.set(xlabel="concurrent clients", ylabel="images/s", title="throughput", xscale="log")
+    right.set(xlabel="concurrent clients", ylabel="p95 latency (ms)", title="latency")
+    right.set(xscale="log", yscale="log")
+    left.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
-def section_text(results: list[LevelResult], args: argparse.Namespace, model: str) -> str:
-    """The BENCHMARKS.md section."""
+def section(levels: list[Level], raw, args: argparse.Namespace) -> str:
+    """The BENCHMARKS.md section with the verdict against the issue's targets."""
     header = (
-        "| max batch | clients | answers | req/s | p50 ms | p95 ms | p99 ms | mean batch | errors |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| server | clients | s | answers | images/s | p50 ms | p95 ms | p99 ms | mean batch "
+        "| 503s | errors | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
-    rows = "\n".join(r.row() for r in results)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (
-        f"{SECTION_HEADING}\n\n"
-        f"`prodet serve` with {model}, `POST /v1/detect` of {args.image.name} "
-        f"({args.image.stat().st_size:,} bytes) as a raw body; each client waits for its answer "
-        f"before the next request; {args.requests} answers per level after a warm-up; "
-        f"max wait {args.max_wait_ms} ms; provider {args.provider}.\n\n{header}\n{rows}\n\n"
-        f"- Machine: nproc {os.cpu_count()}, {platform.processor() or platform.machine_description()}, "
-        f"Python {platform.python_version()}\n"
-        f"- Load: 1-minute load average {load:.2f} before the run\n"
-        f"- Command: `python bench/serve_load.py {shlex.join(sys.argv[1:])}`\n"
-        f"- Date: {datetime.now(timezone.utc):%a %b %d %H:%M:%S UTC %Y}\n"
+    raw_rows = "\n".join(
+        f"| {r.label}, batch {r.batch} | - | {r.wall_s:.0f} | {r.images} | {r.images_per_s:.1f} "
+        "| - | - | - | - | - | - | - |"
+        for r in raw
     )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Latency and throughput of prodet serve.")
-    p.add_argument("--model", type=Path, help="ONNX model to serve (starts a server)")
-    p.add_argument("--url", help="use a running server instead of starting one")
-    p.add_argument("--image", type=Path, required=True, help="image to send")
-    p.add_argument("--concurrency", default="1,8,32", help="client counts (default 1,8,32)")
-    p.add_argument("--requests", type=int, default=200, help="answers per level (default 200)")
-    p.add_argument("--max-batch", default="8", help="server max batch values (default 8)")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, help="server max wait (default 5)")
-    p.add_argument("--provider", default="auto", help="execution provider (default auto)")
-    p.add_argument("--write", type=Path, help="record the table in this Markdown file")
-    return p
+    lines = [SECTION, "", f"{header}\n" + "\n".join(level.row() for level in levels)]
+    lines[-1] += "\n" + raw_rows if raw_rows else ""
+    ours = {level.clients: level for level in levels if level.server == "prodet serve"}
+    naive = {level.clients: level for level in levels if level.server != "prodet serve"}
+    verdict = []
+    if 8 in ours and 8 in naive:
+        ratio = ours[8].images_per_s / naive[8].images_per_s
+        met = "met" if ratio >= 3 else "**not met**"
+        verdict.append(f"{ratio:.2f}x the naive server's images/s at 8 clients (target 3x: {met})")
+    for label in ("raw onnxruntime, model only", "raw onnxruntime, in-process pipeline"):
+        best = max((r.images_per_s for r in raw if r.label == label), default=None)
+        if 8 in ours and best:
+            share = ours[8].images_per_s / best
+            met = "met" if share >= 0.85 else "**not met**"
+            verdict.append(f"{share:.0%} of {label} at its best batch (target 85%: {met})")
+    errors = sum(level.stats.errors for level in levels if level.server == "prodet serve")
+    verdict.append(f"{errors} errors other than deliberate 503s")
+    lines += [
+        "",
+        "At 8 clients prodet serve reaches " + "; ".join(verdict) + ".",
+        "",
+        f"- Model: `{args.model}`; naive peer: `{args.naive_checkpoint}`; image: "
+        f"`{args.image}` ({args.image.stat().st_size:,} bytes, raw body).",
+        f"- Server options: `--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms} "
+        f"--provider {args.provider}`; {args.seconds:g} s per level after a warm-up; the load "
+        "generator (bench/load_client.py) runs on the same two cores.",
+        f"- Machine: {machine_description()}; 1-minute load average "
+        f"{os.getloadavg()[0]:.2f} at the end.",
+        f"- Command: `python bench/serve_load.py {' '.join(sys.argv[1:])}`",
+        f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"![throughput and latency against concurrency]({PLOT})",
+    ]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if (args.model is None) == (args.url is None):
-        print("serve_load: give exactly one of --model and --url", file=sys.stderr)
-        return 2
-    args.levels = [int(v) for v in args.concurrency.split(",")]
-    image = args.image.read_bytes()
-    print(
-        "| max batch | clients | answers | req/s | p50 ms | p95 ms | p99 ms | mean batch | errors |"
-    )
-    results: list[LevelResult] = []
-    for max_batch in args.max_batch.split(",") if args.model else ["server's"]:
-        log = Path(os.environ.get("TMPDIR", "/tmp")) / f"serve_load_{os.getpid()}.log"
-        context = _server(args, max_batch, log) if args.model else nullcontext(args.url)
-        with context as url:
-            results += run_levels(url, image, args.levels, args.requests, max_batch)
-    if args.write:
-        write_section(
-            args.write, SECTION_HEADING, section_text(results, args, str(args.model or args.url))
+    p = argparse.ArgumentParser(description="prodet serve against the naive server and raw ORT")
+    p.add_argument("--model", type=Path, required=True, help="ONNX model to serve")
+    p.add_argument("--naive-checkpoint", type=Path, help="its PyTorch checkpoint (naive peer)")
+    p.add_argument("--image", type=Path, required=True, help="image to post")
+    p.add_argument("--concurrency", default="1,8,32", help="client counts (default 1,8,32)")
+    p.add_argument("--seconds", type=float, default=30.0, help="seconds per level (default 30)")
+    p.add_argument("--max-batch", type=int, default=8, help="server max batch (default 8)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="server max wait (default 5)")
+    p.add_argument("--provider", default="auto", help="execution provider (default auto)")
+    p.add_argument("--no-raw", action="store_true", help="skip the raw onnxruntime rows")
+    p.add_argument("--write", type=Path, help="replace the section of this Markdown file")
+    args = p.parse_args(argv)
+    levels = [int(v) for v in args.concurrency.split(",")]
+    body = args.image.read_bytes()
+    request = build_request("http://127.0.0.1", "/v1/detect", body, "image/png")
+    log_dir = Path(os.environ.get("TMPDIR", "/tmp"))
+    results: list[Level] = []
+    serve_args = ["--model", str(args.model), "--max-batch", str(args.max_batch)]
+    serve_args += ["--max-wait-ms", str(args.max_wait_ms), "--provider", args.provider]
+    serve_args += ["--max-queue", str(max(256, 4 * max(levels)))]
+    quiet = {"PRODET_LOG_LEVEL": "warning"}  # no access log line per request, as the peer
+    with live_server(log_dir / "serve_load_prodet.log", *serve_args, env=quiet) as server:
+        results += measure(
+            "prodet serve", server.url, server.process.pid, request, levels, args.seconds
         )
+    if args.naive_checkpoint:
+        with naive_server(args.naive_checkpoint, log_dir / "serve_load_naive.log") as peer:
+            results += measure("naive PyTorch FastAPI", peer.url, peer.pid, request, levels, args.seconds)  # fmt: skip
+    raw = []
+    if not args.no_raw:
+        raw = raw_onnxruntime(args.model, body, sorted({1, args.max_batch}), args.seconds, provider=args.provider)  # fmt: skip
+        for r in raw:
+            print(f"{r.label}, batch {r.batch}: {r.images_per_s:.1f} images/s", flush=True)
+    plot(results, REPO / PLOT)
+    text = section(results, raw, args)
+    print(text)
+    if args.write:
+        write_section(args.write, SECTION, text)
     return 0
 
 

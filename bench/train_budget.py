@@ -58,15 +58,20 @@ def prodet(*args: str) -> str:
     return done.stdout
 
 
-def run_one(dataset: str, head: str, minutes: float, workdir: Path) -> dict[str, object]:
-    """Convert, train within the budget, evaluate; return the table row."""
+def run_one(
+    dataset: str, head: str, minutes: float, workdir: Path, extra: list[str] | None = None
+) -> dict[str, object]:
+    """Convert, train within the budget, evaluate; return the table row.
+
+    ``extra`` flags come after the budget flags, so they override them (e.g. ``--preset ssd``).
+    """
     data = workdir / f"{dataset}.pkl"
     prodet("convert", str(SHARED / dataset), "-o", str(data), "--quiet")
     run = workdir / f"{dataset}-{head}-{minutes:g}min"
-    flags = BUDGET_FLAGS + HEAD_FLAGS[head]
+    flags = BUDGET_FLAGS + HEAD_FLAGS[head] + list(extra or [])
     prodet(
         "train", "--data", str(data), "--head", head, "--out", str(run),
-        "--max-minutes", str(minutes), "--epochs", "200", "--quiet", *flags,
+        "--max-minutes", str(minutes), "--epochs", "1000", "--quiet", *flags,
     )  # fmt: skip
     prodet("evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(data), "--split", "test")
     summary = json.loads((run / "eval-test" / "summary.json").read_text())
@@ -141,14 +146,27 @@ def main() -> int:
         help="only build the table from a --results file (runs made in parallel)",
     )
     p.add_argument("--note", default="", help="a sentence on how the runs were made")
+    p.add_argument(
+        "--flags",
+        action="append",
+        default=[],
+        metavar="DATASET=FLAGS",
+        help="extra `prodet train` flags for one dataset, e.g. 'commodity_voc=--preset ssd'",
+    )
     args = p.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
+    extra = {}
+    for item in args.flags:
+        name, sep, flags = item.partition("=")
+        if not sep:
+            p.error(f"--flags {item!r}: expected DATASET=FLAGS")
+        extra[name] = flags.split()
     rows = []
     if args.from_results:
         rows = [json.loads(line) for line in args.from_results.read_text().splitlines() if line]
     for dataset in [] if args.from_results else args.datasets:
         for head in args.heads:
-            row = run_one(dataset, head, args.minutes, args.workdir)
+            row = run_one(dataset, head, args.minutes, args.workdir, extra.get(dataset))
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.results:

@@ -19,16 +19,59 @@ from detection.model_factory import build_model
 from detection.pr_plots import per_class_table
 
 
+def test_time_overrides(flat_config: dict[str, Any], proposals: int | None) -> dict[str, Any]:
+    """Config overrides for inference-only settings (``--proposals``).
+
+    ``proposals``: Fast R-CNN's RoIs per image after the RPN's NMS at test time (the
+    trained default is ``fast_rcnn.rpn_post_nms_test``); fewer is faster, since fc6/fc7 and
+    RoI pooling cost grows with them.
+
+    Raises:
+        ValueError: ``proposals`` for an SSD checkpoint, or below 1.
+    """
+    if proposals is None:
+        return {}
+    head = flat_config.get("head")
+    if head != "fast_rcnn":
+        raise ValueError(f"--proposals applies to Fast R-CNN checkpoints, this one is {head}")
+    if proposals < 1:
+        raise ValueError(f"--proposals must be at least 1, got {proposals}")
+    return {
+        "fast_rcnn.rpn_post_nms_test": proposals,
+        "fast_rcnn.rpn_pre_nms_test": max(
+            proposals, int(flat_config.get("fast_rcnn.rpn_pre_nms_test", proposals))
+        ),
+    }
+
+
 def model_from_checkpoint(
-    checkpoint: dict[str, Any], *, use_ema: bool = False
+    checkpoint: dict[str, Any],
+    *,
+    use_ema: bool | None = None,
+    channels_last: bool = False,
+    proposals: int | None = None,
 ) -> tuple[nn.Module, TrainConfig]:
-    """Rebuild the trained model (eval mode, CPU) and its config from a loaded checkpoint."""
-    config = load_config(None, _flatten(checkpoint["config"]))
+    """Rebuild the trained model (eval mode, CPU) and its config from a loaded checkpoint.
+
+    ``use_ema``: True for the EMA weights, False for the raw ones; None (default) takes the
+    EMA weights when the run kept them, since its validation and best checkpoint used them.
+
+    ``channels_last`` stores the weights NHWC (faster eager convolutions); leave it off for
+    ONNX export, where the layout is the runtime's business.
+
+    ``proposals``: Fast R-CNN's test-time RoIs per image (see ``test_time_overrides``).
+    """
+    flat = _flatten(checkpoint["config"])
+    flat.update(test_time_overrides(flat, proposals))
+    config = load_config(None, flat)
     model = build_model(config, len(checkpoint["classes"]), pretrained=False)
-    state = (
-        checkpoint["ema"] if use_ema and checkpoint.get("ema") is not None else checkpoint["model"]
-    )
+    has_ema = checkpoint.get("ema") is not None
+    if use_ema and not has_ema:
+        raise ValueError("this checkpoint has no EMA weights (train with --ema to keep them)")
+    state = checkpoint["ema"] if has_ema and use_ema is not False else checkpoint["model"]
     model.load_state_dict(state)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     return model.eval(), config
 
 
@@ -60,7 +103,8 @@ def evaluate_checkpoint(
     out_dir: str | os.PathLike[str],
     *,
     batch_size: int = 8,
-    use_ema: bool = False,
+    use_ema: bool | None = None,
+    proposals: int | None = None,
 ) -> dict[str, Any]:
     """Run the checkpoint over ``split`` and write the evaluation files into ``out_dir``.
 
@@ -75,7 +119,10 @@ def evaluate_checkpoint(
             f"{checkpoint_path} was trained on classes {checkpoint['classes'][1:]}, but "
             f"{data_path} has {list(voc.classes[1:])}"
         )
-    model, config = model_from_checkpoint(checkpoint, use_ema=use_ema)
+    nhwc = bool(checkpoint["config"].get("channels_last", False))
+    model, config = model_from_checkpoint(
+        checkpoint, use_ema=use_ema, channels_last=nhwc, proposals=proposals
+    )
     transform = eval_transform(checkpoint["input"])
     dataset = DetectionDataset(voc, split, transform=transform)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -109,7 +109,16 @@ def _evaluate_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="output folder (default: eval-<split>/ beside the checkpoint)"
     )
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--ema", action="store_true", help="evaluate the EMA weights if present")
+    ema = p.add_mutually_exclusive_group()
+    ema.add_argument(
+        "--ema", action="store_true", default=None, help="the EMA weights (default when kept)"
+    )
+    ema.add_argument("--no-ema", dest="ema", action="store_false", help="the raw weights")
+    p.add_argument(
+        "--proposals",
+        type=int,
+        help="Fast R-CNN: RoIs per image at test time (default: the run's rpn_post_nms_test)",
+    )
     return p
 
 
@@ -138,6 +147,7 @@ def evaluate_main(argv: list[str]) -> int:
                 out,
                 batch_size=args.batch_size,
                 use_ema=args.ema,
+                proposals=args.proposals,
             )
     except (ValueError, FileNotFoundError) as exc:
         print(f"prodet evaluate: {exc}", file=sys.stderr)

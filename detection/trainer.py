@@ -100,6 +100,8 @@ class _Run:
         self.voc = load_dataset(config.data)
         train_ids, val_ids = resolve_splits(self.voc, config)
         model = build_model(config, len(self.voc.classes)).to(self.device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         backbone = find_backbone(model)
         self.input_spec = {
             "size": config.size,

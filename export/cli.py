@@ -47,7 +47,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--parity-images", type=int, default=16, help="gate images (at least 16)")
     p.add_argument("--score-thresh", type=float, help="override the model's score threshold")
-    p.add_argument("--ema", action="store_true", help="export the EMA weights if present")
+    ema = p.add_mutually_exclusive_group()
+    ema.add_argument(
+        "--ema", action="store_true", default=None, help="the EMA weights (default when kept)"
+    )
+    ema.add_argument("--no-ema", dest="ema", action="store_false", help="the raw weights")
+    p.add_argument(
+        "--proposals",
+        type=int,
+        help="Fast R-CNN: RoIs per image in the graph (default: the run's rpn_post_nms_test)",
+    )
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for the checks")
     return p
 
@@ -66,6 +75,7 @@ def export_main(argv: list[str]) -> int:
         calibration_images=args.calibration_images,
         parity_images=args.parity_images,
         use_ema=args.ema,
+        proposals=args.proposals,
         score_thresh=args.score_thresh,
         threads=args.threads,
     )

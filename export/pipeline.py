@@ -60,7 +60,9 @@ class ExportOptions:
             like the checkpoint's training split, else all its images).
         calibration_images: how many of them.
         parity_images: images in the gate (at least 16).
-        use_ema: export the checkpoint's EMA weights.
+        use_ema: export the EMA weights (True), the raw ones (False), or the EMA ones when
+            the checkpoint kept them (None).
+        proposals: Fast R-CNN's RoIs per image (None: the checkpoint's test setting).
         score_thresh: override the model's score threshold (None: keep the checkpoint's).
         threads: onnxruntime intra-op threads for the checks (0: its default).
     """
@@ -71,7 +73,8 @@ class ExportOptions:
     calibration: Path | None = None
     calibration_images: int = 64
     parity_images: int = MIN_PARITY_IMAGES
-    use_ema: bool = False
+    use_ema: bool | None = None
+    proposals: int | None = None
     score_thresh: float | None = None
     threads: int = 0
 
@@ -164,7 +167,9 @@ def export_checkpoint(
     _check_options(options)
     out = Path(out_path)
     checkpoint = load_checkpoint(checkpoint_path)
-    model, config = model_from_checkpoint(checkpoint, use_ema=options.use_ema)
+    model, config = model_from_checkpoint(
+        checkpoint, use_ema=options.use_ema, proposals=options.proposals
+    )
     if options.score_thresh is not None:
         _set_score_thresh(model, options.score_thresh)
     voc, notes = _gate_dataset(checkpoint, config, options)

@@ -4,6 +4,8 @@ Requests put pre-processed images on a bounded queue and await their own result.
 worker task takes the first waiting image, waits up to ``max_wait_ms`` for more (never past
 ``max_batch``), runs the batch in a thread (``session.run`` releases the GIL and is
 thread-safe) and answers each image's future. While a batch runs, the next one fills.
+With ``streams > 1`` that many batches run at once on the shared session (useful with
+fewer onnxruntime threads per run than cores: one run's serial parts overlap another's).
 
 Backpressure: a request whose images do not fit in the queue is refused at once
 (``QueueFullError``, the service's 503 with Retry-After) instead of waiting behind an
@@ -70,6 +72,7 @@ class MicroBatcher:
         timeout_s: longest a request waits for its answer.
         on_batch: called with ``(batch_size, seconds)`` after each run (metrics).
         on_depth: called with the number of waiting images whenever it changes (metrics).
+        streams: batches that may run at the same time.
     """
 
     def __init__(
@@ -81,9 +84,12 @@ class MicroBatcher:
         timeout_s: float,
         on_batch: Callable[[int, float], None] | None = None,
         on_depth: Callable[[int], None] | None = None,
+        streams: int = 1,
     ) -> None:
         if max_batch < 1 or max_queue < max_batch:
             raise ValueError(f"need 1 <= max_batch <= max_queue, got {max_batch}, {max_queue}")
+        if streams < 1:
+            raise ValueError(f"streams must be at least 1, got {streams}")
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000
         self.max_queue = max_queue
@@ -92,7 +98,9 @@ class MicroBatcher:
         self._on_depth = on_depth or (lambda depth: None)
         self._pending: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prodet-infer")
+        self._executor = ThreadPoolExecutor(max_workers=streams, thread_name_prefix="prodet-infer")
+        self._slots = asyncio.Semaphore(streams)
+        self._running: set[asyncio.Task[None]] = set()
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -122,6 +130,7 @@ class MicroBatcher:
         self._wakeup.set()
         if self._worker is not None:
             await asyncio.gather(self._worker, return_exceptions=True)
+        await asyncio.gather(*self._running, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
     async def submit(self, runner: ModelRunner, tensors: Sequence[np.ndarray]) -> list[BatchResult]:
@@ -156,31 +165,52 @@ class MicroBatcher:
             ) from None
 
     async def _collect_forever(self) -> None:
-        loop = asyncio.get_running_loop()
         while not self._closed:
-            if not self._pending:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+            # A free stream first: while all are busy, the next batch keeps filling.
+            await self._slots.acquire()
+            try:
+                batch = await self._collect_batch()
+            except BaseException:
+                self._slots.release()
+                raise
+            if not batch:
+                self._slots.release()
                 continue
-            deadline = loop.time() + self.max_wait_s
-            while len(self._pending) < self.max_batch and not self._closed:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), remaining)
-                except TimeoutError:
-                    break
-            batch: list[_Item] = []
-            while self._pending and len(batch) < self.max_batch:
-                item = self._pending.popleft()
-                if not item.future.done():  # skip images of timed-out requests
-                    batch.append(item)
-            self._on_depth(len(self._pending))
-            if batch:
-                # One batch at a time: the next one fills while this one runs.
-                await self._run_batch(batch)
+            task = asyncio.get_running_loop().create_task(self._run_and_release(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _run_and_release(self, batch: list[_Item]) -> None:
+        try:
+            await self._run_batch(batch)
+        finally:
+            self._slots.release()
+
+    async def _collect_batch(self) -> list[_Item]:
+        """Wait for a first image, then up to ``max_wait_ms`` for a full batch."""
+        loop = asyncio.get_running_loop()
+        while not self._pending:
+            if self._closed:
+                return []
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        deadline = loop.time() + self.max_wait_s
+        while len(self._pending) < self.max_batch and not self._closed:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                break
+        batch: list[_Item] = []
+        while self._pending and len(batch) < self.max_batch:
+            item = self._pending.popleft()
+            if not item.future.done():  # skip images of timed-out requests
+                batch.append(item)
+        self._on_depth(len(self._pending))
+        return batch
 
     async def _run_batch(self, batch: list[_Item]) -> None:
         loop = asyncio.get_running_loop()

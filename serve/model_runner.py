@@ -124,6 +124,7 @@ class ModelRunner:
         provider: str = "auto",
         require_gpu: bool = False,
         intra_op_threads: int = 0,
+        spinning: bool = True,
         warmup_batch: int = 1,
     ) -> ModelRunner:
         """Load, check and warm up the model at ``path``.
@@ -133,6 +134,8 @@ class ModelRunner:
             provider: ``auto``, ``tensorrt``, ``cuda`` or ``cpu``.
             require_gpu: fail unless CUDA or TensorRT is active after loading.
             intra_op_threads: onnxruntime's intra-op thread count (0: its default).
+            spinning: let idle intra-op threads spin-wait for work (onnxruntime's default);
+                off, they sleep and leave the cores to image decoding between runs.
             warmup_batch: the largest batch size to warm up with (1 is always run too).
 
         Raises:
@@ -146,6 +149,8 @@ class ModelRunner:
             raise ModelLoadError(f"cannot read model file {path}: {exc.strerror or exc}") from None
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = requested_providers(provider)
         try:

@@ -36,6 +36,7 @@ def load_runner(settings: Settings) -> ModelRunner:
         provider=settings.provider,
         require_gpu=settings.require_gpu,
         intra_op_threads=settings.intra_op_threads,
+        spinning=settings.ort_spinning,
         warmup_batch=settings.max_batch,
     )
 
@@ -83,6 +84,7 @@ class Service:
             timeout_s=settings.request_timeout_s,
             on_batch=metrics.observe_batch,
             on_depth=metrics.queue_depth.set,
+            streams=settings.inference_streams,
         )
         self.last_reload_error: str | None = None
         self._admitted = 0

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     max_pixels: int = Field(40_000_000, ge=1, description="largest decoded image (w * h)")
     max_batch_images: int = Field(16, ge=1, description="images in one /v1/detect/batch")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads (0: its default)")
+    inference_streams: int = Field(
+        1, ge=1, le=16, description="batches run at the same time on the shared session"
+    )
+    ort_spinning: bool = Field(
+        True, description="onnxruntime threads spin between runs (off frees cores for decoding)"
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
         "info", description="log verbosity"
     )

@@ -82,6 +82,15 @@ def test_batch_answers_in_order(client: TestClient) -> None:
     assert {r["model_version"] for r in results} == {version}
 
 
+def test_two_streams_without_spinning_answer_the_same(model_path: Path) -> None:
+    settings = make_settings(model_path, inference_streams=2, ort_spinning=False)
+    with TestClient(create_app(settings)) as tuned:
+        files = [("images", (f"{v}.png", solid(64, 64, v), "image/png")) for v in (255, 0, 128)]
+        response = tuned.post("/v1/detect/batch", files=files)
+    assert response.status_code == 200, response.text
+    assert [len(r["detections"]) for r in response.json()["results"]] == [3, 0, 2]
+
+
 def test_exif_orientation_is_applied_first(client: TestClient) -> None:
     image = Image.new("RGB", (100, 50), (255, 255, 255))
     exif = Image.Exif()

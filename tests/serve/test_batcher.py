@@ -165,3 +165,45 @@ def test_runner_failure_reaches_every_waiting_request() -> None:
         await batcher.stop()
 
     asyncio.run(scenario())
+
+
+def test_streams_run_batches_at_the_same_time() -> None:
+    """With two streams a second batch starts while the first is still running."""
+    gate = threading.Event()
+    fake = RecordingRunner(delay=gate)
+    active = 0
+    peak = 0
+    lock = threading.Lock()
+    original = fake.run
+
+    def counting_run(images: np.ndarray) -> list[RawDetections]:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+            if active == 2:
+                gate.set()  # both streams are inside run(): let them finish
+        try:
+            return original(images)
+        finally:
+            with lock:
+                active -= 1
+
+    fake.run = counting_run  # type: ignore[method-assign]
+
+    async def scenario() -> list[list[float]]:
+        batcher = _batcher(max_batch=2, max_wait_ms=1, streams=2)
+        batcher.start()
+        requests = [batcher.submit(_runner(fake), [_image(v)]) for v in range(4)]
+        results = await asyncio.gather(*requests)
+        await batcher.stop()
+        return [[float(r.detections.scores[0]) for r in result] for result in results]
+
+    assert asyncio.run(scenario()) == [[0.0], [1.0], [2.0], [3.0]]
+    assert peak == 2
+    assert sum(fake.batches) == 4
+
+
+def test_streams_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="streams"):
+        _batcher(streams=0)

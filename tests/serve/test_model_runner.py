@@ -55,6 +55,13 @@ def test_load_checks_and_runs(model_path: Path) -> None:
     assert second.boxes.shape == (0, 4) and second.scores.shape == (0,)
 
 
+def test_non_spinning_threads_give_the_same_answers(model_path: Path) -> None:
+    spinning = ModelRunner.load(model_path, provider="cpu", intra_op_threads=2)
+    sleeping = ModelRunner.load(model_path, provider="cpu", intra_op_threads=2, spinning=False)
+    images = np.full((1, 3, 64, 64), 2.0, np.float32)
+    np.testing.assert_array_equal(spinning.run(images)[0].boxes, sleeping.run(images)[0].boxes)
+
+
 @pytest.mark.parametrize(
     ("build", "message"),
     [

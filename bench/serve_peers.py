@@ -1,0 +1,135 @@
+"""The peers ``bench/serve_load.py`` compares ``prodet serve`` with, in the same run.
+
+- The naive server (``bench/naive_server.py``) in its own uvicorn process.
+- Raw onnxruntime with no HTTP, measured two ways on the same session settings as the
+  service (``serve.model_runner.ModelRunner``):
+  ``model only``: ``session.run`` on tensors prepared once (the ceiling of any server);
+  ``in-process pipeline``: decode, pre-process, run and map boxes back for every image, in
+  one Python process without HTTP (``prodet predict``'s path).
+- Peak resident memory of a process, from Linux's ``/proc/PID/status`` (``VmHWM``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from serve.model_runner import ModelRunner  # noqa: E402
+from serve.preprocess import boxes_to_original, prepare_image  # noqa: E402
+from tests.serve.live_server import clean_environment, free_port  # noqa: E402
+
+MAX_PIXELS = 40_000_000
+
+
+def peak_rss_mib(pid: int) -> float:
+    """Peak resident set size (``VmHWM``) of process ``pid`` in MiB; NaN where unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+@dataclass
+class PeerProcess:
+    """A server process under test: base URL and pid."""
+
+    url: str
+    pid: int
+
+
+@contextmanager
+def naive_server(checkpoint: Path, log: Path) -> Iterator[PeerProcess]:
+    """Start ``uvicorn bench.naive_server:app`` on a free port for ``checkpoint``."""
+    port = free_port()
+    env = clean_environment(PRODET_NAIVE_CHECKPOINT=str(checkpoint))
+    cmd = [sys.executable, "-m", "uvicorn", "bench.naive_server:app", "--port", str(port)]
+    cmd += ["--log-level", "warning"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"naive server exited:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"naive server not ready after 120 s:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield PeerProcess(url, process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@dataclass(frozen=True)
+class RawResult:
+    """Raw onnxruntime throughput: what was timed, at which batch, images/s."""
+
+    label: str
+    batch: int
+    images: int
+    wall_s: float
+
+    @property
+    def images_per_s(self) -> float:
+        """Images per second of wall time."""
+        return self.images / self.wall_s
+
+
+def _timed(label: str, batch: int, seconds: float, step) -> RawResult:
+    step()  # warm-up
+    images = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        images += step()
+    return RawResult(label, batch, images, time.perf_counter() - started)
+
+
+def raw_onnxruntime(
+    model: Path, image: bytes, batches: list[int], seconds: float, *, provider: str = "auto"
+) -> list[RawResult]:
+    """Time ``model`` with onnxruntime alone, per batch size, ``seconds`` each.
+
+    ``model only`` runs the session on a batch prepared once; ``in-process pipeline``
+    also decodes, pre-processes and maps the boxes of every image, sequentially.
+    """
+    runner = ModelRunner.load(model, provider=provider, warmup_batch=max(batches))
+    metadata = runner.metadata
+    prepared = prepare_image(image, metadata, max_pixels=MAX_PIXELS)
+    results = []
+    for batch in batches:
+        tensors = np.stack([prepared.tensor] * batch)
+
+        def model_only(tensors: np.ndarray = tensors, batch: int = batch) -> int:
+            runner.run(tensors)
+            return batch
+
+        def pipeline(batch: int = batch) -> int:
+            images = [prepare_image(image, metadata, max_pixels=MAX_PIXELS) for _ in range(batch)]
+            outputs = runner.run(np.stack([p.tensor for p in images]))
+            for item, raw in zip(images, outputs, strict=True):
+                boxes_to_original(raw.boxes, item.geometry, item.width, item.height)
+            return batch
+
+        results.append(_timed("raw onnxruntime, model only", batch, seconds, model_only))
+        results.append(_timed("raw onnxruntime, in-process pipeline", batch, seconds, pipeline))
+    return results
