@@ -17,6 +17,7 @@ from detection.config import TrainConfig, load_config
 from detection.evaluate import evaluate_model, write_evaluation_files
 from detection.model_factory import build_model
 from detection.pr_plots import per_class_table
+from detection.proposals import proposal_fn
 
 
 def test_time_overrides(flat_config: dict[str, Any], proposals: int | None) -> dict[str, Any]:
@@ -105,6 +106,7 @@ def evaluate_checkpoint(
     batch_size: int = 8,
     use_ema: bool | None = None,
     proposals: int | None = None,
+    proposals_file: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Run the checkpoint over ``split`` and write the evaluation files into ``out_dir``.
 
@@ -126,7 +128,18 @@ def evaluate_checkpoint(
     transform = eval_transform(checkpoint["input"])
     dataset = DetectionDataset(voc, split, transform=transform)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    evaluation = evaluate_model(model.to(device), dataset, device=device, batch_size=batch_size)
+    boxes_file = proposals_file or config.fast_rcnn.proposals_file
+    if boxes_file and config.head != "fast_rcnn":
+        raise ValueError(
+            f"--proposals-file applies to Fast R-CNN, this checkpoint is {config.head}"
+        )
+    evaluation = evaluate_model(
+        model.to(device),
+        dataset,
+        device=device,
+        batch_size=batch_size,
+        proposals=proposal_fn(boxes_file) if boxes_file else None,
+    )
     write_evaluation_files(Path(out_dir), evaluation, voc.classes)
     headline = {
         "split": split,

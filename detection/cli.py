@@ -29,6 +29,12 @@ _FLAG_KEYS: dict[str, tuple[str, type, str]] = {
     "--max-minutes": ("max_minutes", float, "time budget; the schedule anneals inside it"),
     "--patience": ("patience", int, "stop after N epochs without val mAP improvement"),
     "--preset": ("preset", str, "augmentation preset: ssd, light or eval"),
+    "--proposals-file": (
+        "fast_rcnn.proposals_file",
+        str,
+        "Fast R-CNN: precomputed proposals (.npz from detection.proposals.save_proposals) "
+        "instead of the RPN; needs --preset eval",
+    ),
 }
 
 
@@ -119,6 +125,12 @@ def _evaluate_parser() -> argparse.ArgumentParser:
         type=int,
         help="Fast R-CNN: RoIs per image at test time (default: the run's rpn_post_nms_test)",
     )
+    p.add_argument(
+        "--proposals-file",
+        type=Path,
+        help="Fast R-CNN: precomputed proposals (.npz) instead of the RPN's "
+        "(default: the run's fast_rcnn.proposals_file)",
+    )
     return p
 
 
@@ -148,6 +160,7 @@ def evaluate_main(argv: list[str]) -> int:
                 batch_size=args.batch_size,
                 use_ema=args.ema,
                 proposals=args.proposals,
+                proposals_file=args.proposals_file,
             )
     except (ValueError, FileNotFoundError) as exc:
         print(f"prodet evaluate: {exc}", file=sys.stderr)

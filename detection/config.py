@@ -52,6 +52,9 @@ class FastRCNNConfig:
     score_thresh: float = 0.01
     nms_thresh: float = 0.5
     detections_per_img: int = 100
+    # The original Fast R-CNN setting: per-image boxes from an external tool (an .npz
+    # written by detection.proposals.save_proposals) instead of the RPN; "" uses the RPN.
+    proposals_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,15 @@ class TrainConfig:
             raise ValueError(f"config lr={self.lr}: must be positive")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"config val_fraction={self.val_fraction}: must be in (0, 1)")
+        if self.fast_rcnn.proposals_file and self.head != "fast_rcnn":
+            raise ValueError(
+                "config fast_rcnn.proposals_file: precomputed proposals need --head fast_rcnn"
+            )
+        if self.fast_rcnn.proposals_file and self.preset != "eval":
+            raise ValueError(
+                f"config fast_rcnn.proposals_file with preset={self.preset!r}: boxes stored on "
+                "disk cannot follow random crops and flips; use --preset eval"
+            )
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:

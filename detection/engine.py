@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from datasets.letterbox import boxes_to_original
+
+# Per batch: the loader's targets and the input side -> per image [P, 4] proposals.
+ProposalFn = Callable[[Sequence[Mapping[str, Any]], int], list[Tensor]]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -39,6 +42,12 @@ def _to_device(images: Any, targets: list[dict[str, Any]], device: torch.device)
     return images, model_targets
 
 
+def _on(
+    proposals: ProposalFn, targets: Sequence[Mapping[str, Any]], images: Tensor
+) -> list[Tensor]:
+    return [p.to(images.device) for p in proposals(targets, int(images.shape[-1]))]
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable[Any],
@@ -52,10 +61,13 @@ def train_one_epoch(
     ema: AveragedModel | None = None,
     progress: bool = True,
     deadline: float | None = None,
+    proposals: ProposalFn | None = None,
 ) -> dict[str, float]:
     """Train for one pass over ``loader``; the scheduler steps once per iteration.
 
     Args:
+        proposals: precomputed proposals per batch (Fast R-CNN without its RPN); None
+            lets the model propose.
         deadline: ``time.monotonic()`` value after which the epoch stops early (the
             ``--max-minutes`` budget); the returned ``"complete"`` is then 0.
 
@@ -76,8 +88,9 @@ def train_one_epoch(
     for images, targets in bar:
         images, model_targets = _to_device(images, targets, device)
         autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
+        extra = {} if proposals is None else {"proposals": _on(proposals, targets, images)}
         with autocast:
-            losses = model(images, model_targets)
+            losses = model(images, model_targets, **extra)
         loss = sum(losses.values())
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
@@ -126,8 +139,11 @@ def predict(
     *,
     device: torch.device,
     progress: bool = False,
+    proposals: ProposalFn | None = None,
 ) -> tuple[list[dict[str, np.ndarray]], float]:
     """Run ``model`` in eval mode over a loader built with the ``eval`` preset.
+
+    ``proposals``: precomputed proposals per batch (see ``train_one_epoch``).
 
     Returns:
         One ``{"image_id", "boxes" [K, 4] in original-image pixels, "scores" [K],
@@ -142,8 +158,9 @@ def predict(
         loader, desc="predict", unit="batch", leave=False, disable=not progress
     ):
         images, _ = _to_device(images, targets, device)
+        extra = {} if proposals is None else {"proposals": _on(proposals, targets, images)}
         started = time.perf_counter()
-        detections = model(images)
+        detections = model(images, **extra)
         model_seconds += time.perf_counter() - started
         for det, target in zip(detections, targets, strict=True):
             boxes = det["boxes"].float().cpu()

@@ -19,7 +19,7 @@ from torch import nn
 from annotations.schema import ImageRecord
 from datasets.detection_dataset import DetectionDataset
 from datasets.loader import build_loader
-from detection.engine import predict
+from detection.engine import ProposalFn, predict
 from detection.metrics_coco import CocoResult, coco_results, evaluate_coco
 from detection.metrics_voc import VocResult, evaluate_voc
 from detection.pr_plots import write_evaluation
@@ -73,12 +73,16 @@ def evaluate_model(
     batch_size: int = 8,
     workers: int = 0,
     progress: bool = False,
+    proposals: ProposalFn | None = None,
 ) -> Evaluation:
-    """Predict over ``dataset`` (built with the ``eval`` preset) and score it."""
+    """Predict over ``dataset`` (built with the ``eval`` preset) and score it.
+
+    ``proposals``: precomputed proposals per batch, for a Fast R-CNN built without RPN.
+    """
     loader = build_loader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=workers, seed=0
     )
-    predictions, ms = predict(model, loader, device=device, progress=progress)
+    predictions, ms = predict(model, loader, device=device, progress=progress, proposals=proposals)
     return evaluate_predictions(dataset.records, predictions, dataset.classes, ms)
 
 

@@ -80,6 +80,7 @@ def build_model(config: TrainConfig, num_classes: int, *, pretrained: bool = Tru
         score_thresh=f.score_thresh,
         nms_thresh=f.nms_thresh,
         detections_per_img=f.detections_per_img,
+        proposal_source="precomputed" if f.proposals_file else "rpn",
     )
 
 

@@ -17,6 +17,10 @@ boxes:
        losses = model(images, model_targets, proposals=boxes)  # training
        detections = model(images, proposals=boxes)  # eval
 
+``prodet train --head fast_rcnn --proposals-file proposals.npz --preset eval`` does steps 3
+and 4 (``proposal_fn``), and ``prodet evaluate`` reuses the run's file (or
+``--proposals-file``).
+
 Random augmentation presets move each sample's boxes differently, which boxes saved on
 disk cannot follow; ``proposals_for_batch`` therefore needs targets with a fixed
 ``"scale"`` and ``"pad"`` (the ``"eval"`` preset's), and refuses the others.
@@ -27,7 +31,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -96,3 +100,17 @@ def proposals_for_batch(
         boxes = torch.from_numpy(store[image_id]) * torch.tensor([sx, sy, sx, sy])
         batch.append((boxes + torch.tensor([px, py, px, py])).clamp(0, size).float())
     return batch
+
+
+def proposal_fn(
+    path: str | os.PathLike[str],
+) -> Callable[[Sequence[Mapping[str, Any]], int], list[Tensor]]:
+    """Load a proposals file once; return ``fn(targets, size)`` for the training loop."""
+    store = load_proposals(path)
+    if not store:
+        raise ValueError(f"{path}: the proposals file holds no images")
+
+    def for_batch(targets: Sequence[Mapping[str, Any]], size: int) -> list[Tensor]:
+        return proposals_for_batch(store, targets, size=size)
+
+    return for_batch

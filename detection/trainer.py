@@ -40,6 +40,7 @@ from detection.engine import train_one_epoch
 from detection.evaluate import evaluate_model
 from detection.model_factory import build_model, find_backbone
 from detection.param_groups import param_groups
+from detection.proposals import proposal_fn
 from detection.run_log import TensorBoardLog, plot_curves, write_metrics_csv
 from detection.schedule import LrPlan, build_scheduler
 
@@ -128,6 +129,11 @@ class _Run:
         self.val_set = DetectionDataset(self.voc, ids=val_ids, transform=eval_tf)
         self.model = model
         self.ddp_model = self.dist.wrap(model)
+        self.proposals = (
+            proposal_fn(config.fast_rcnn.proposals_file)
+            if config.fast_rcnn.proposals_file
+            else None
+        )
         self.optimizer = _optimizer(model, config)
         per_rank = math.ceil(len(self.train_set) / self.dist.world_size)
         steps = max(per_rank // config.batch_size, 1)
@@ -253,10 +259,13 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
                 ema=run.ema,
                 progress=progress and main,
                 deadline=deadline,
+                proposals=run.proposals,
             )
             row.update({f"train_{k}" if "loss" in k else k: v for k, v in stats.items()})
             if main and (epoch % config.eval_every == 0 or stats["complete"] < 1):
-                evaluation = evaluate_model(run.eval_model(), run.val_set, device=run.device)
+                evaluation = evaluate_model(
+                    run.eval_model(), run.val_set, device=run.device, proposals=run.proposals
+                )
                 row.update(evaluation.row("val"))
             run.train_seconds += time.monotonic() - started
             row["elapsed_s"] = run.train_seconds

@@ -16,6 +16,7 @@ from torchvision.ops import RoIAlign, RoIPool
 from annotations.convert import convert_folder
 from annotations.pickle_store import dump_dataset
 from detection.backbones import build_backbone
+from detection.checkpoint import load_checkpoint
 from detection.checkpoint_eval import evaluate_checkpoint
 from detection.config import load_config
 from detection.fast_rcnn import FastRCNN, build_fast_rcnn
@@ -281,3 +282,49 @@ def test_fit_then_evaluate_a_checkpoint_on_a_tiny_split(tmp_path: Path):
     assert written["voc"]["map_area"] == pytest.approx(
         summary["headline"]["voc_map_area@0.5"], abs=1e-4
     )
+
+
+def test_fit_and_evaluate_with_a_precomputed_proposals_file(tmp_path: Path):
+    boxes = {f"im{i}": (96, 80, [("can", 8 + i, 10, 50 + i, 60)]) for i in range(5)}
+    root = make_voc(
+        tmp_path / "voc",
+        boxes,
+        splits={"trainval": ["im0", "im1", "im2"], "val": ["im3"], "test": ["im4"]},
+    )
+    data = tmp_path / "tiny.pkl"
+    dump_dataset(convert_folder(root, workers=1).dataset, data)
+    # Per image: a box near the object and a background box, in original-image pixels.
+    store = {f"im{i}": np.float32([[6 + i, 8, 52 + i, 62], [60, 50, 95, 79]]) for i in range(5)}
+    save_proposals(tmp_path / "proposals.npz", store)
+    overrides = {
+        "data": str(data),
+        "out": str(tmp_path / "run"),
+        "head": "fast_rcnn",
+        "backbone_weights": "none",
+        "epochs": 1,
+        "batch_size": 2,
+        "size": SIZE,
+        "workers": 0,
+        "freeze": 4,
+        "preset": "eval",
+        "fast_rcnn.representation": 64,
+        "fast_rcnn.proposals_file": str(tmp_path / "proposals.npz"),
+    }
+    with pytest.raises(ValueError, match="--preset eval"):
+        load_config(None, {**overrides, "preset": "light"})
+    result = fit(load_config(None, overrides), progress=False)
+    assert result.epochs_done == 1 and np.isfinite(result.history[0]["train_loss"])
+    checkpoint = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert not any(key.startswith("rpn.") for key in checkpoint["model"])  # no RPN trained
+    summary = evaluate_checkpoint(tmp_path / "run" / "best.pt", data, "test", tmp_path / "ev")
+    assert summary["headline"]["images"] == 1
+    del store["im4"]
+    save_proposals(tmp_path / "partial.npz", store)
+    with pytest.raises(ValueError, match="no precomputed proposals for image 'im4'"):
+        evaluate_checkpoint(
+            tmp_path / "run" / "best.pt",
+            data,
+            "test",
+            tmp_path / "ev2",
+            proposals_file=tmp_path / "partial.npz",
+        )
