@@ -20,7 +20,7 @@ from detection.pr_plots import per_class_table
 from detection.proposals import proposal_fn
 
 
-def test_time_overrides(flat_config: dict[str, Any], proposals: int | None) -> dict[str, Any]:
+def inference_overrides(flat_config: dict[str, Any], proposals: int | None) -> dict[str, Any]:
     """Config overrides for inference-only settings (``--proposals``).
 
     ``proposals``: Fast R-CNN's RoIs per image after the RPN's NMS at test time (the
@@ -60,10 +60,10 @@ def model_from_checkpoint(
     ``channels_last`` stores the weights NHWC (faster eager convolutions); leave it off for
     ONNX export, where the layout is the runtime's business.
 
-    ``proposals``: Fast R-CNN's test-time RoIs per image (see ``test_time_overrides``).
+    ``proposals``: Fast R-CNN's test-time RoIs per image (see ``inference_overrides``).
     """
     flat = _flatten(checkpoint["config"])
-    flat.update(test_time_overrides(flat, proposals))
+    flat.update(inference_overrides(flat, proposals))
     config = load_config(None, flat)
     model = build_model(config, len(checkpoint["classes"]), pretrained=False)
     has_ema = checkpoint.get("ema") is not None

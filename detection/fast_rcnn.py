@@ -181,7 +181,7 @@ def build_fast_rcnn(
     rpn_pre_nms_train: int = 1000,
     rpn_post_nms_train: int = 500,
     rpn_pre_nms_test: int = 500,
-    rpn_post_nms_test: int = 300,
+    rpn_post_nms_test: int = 100,
     rpn_nms_thresh: float = 0.7,
     rpn_batch_size_per_image: int = 256,
     batch_size_per_image: int = 128,

@@ -188,6 +188,11 @@ def export_checkpoint(
         backbone=config.backbone,
         detections_per_img=module.detections_per_img,
         score_thresh=module.score_thresh,
+        extra=(
+            {"proposals": str(config.fast_rcnn.rpn_post_nms_test)}
+            if config.head == "fast_rcnn"
+            else None
+        ),
     )
     set_metadata(graph, props)
     onnx.checker.check_model(graph, full_check=True)

@@ -133,7 +133,7 @@ def test_training_losses_and_eval_detections_follow_torchvisions_contract():
         assert det["labels"].min() >= 1 and det["labels"].max() < NUM_CLASSES
         assert det["boxes"].min() >= 0 and det["boxes"].max() <= SIZE
         assert torch.all(det["boxes"][:, 2:] >= det["boxes"][:, :2])
-    assert 0 < pooled_shapes[1][0] <= 2 * 300  # at most rpn_post_nms_test per image
+    assert 0 < pooled_shapes[1][0] <= 2 * 100  # at most rpn_post_nms_test per image
 
 
 def test_a_few_steps_reduce_the_loss_on_a_fixed_batch():
