@@ -6,6 +6,11 @@ that turns an RGB ``uint8`` ``[H, W, 3]`` image and its boxes into the model inp
 * ``"eval"``: resize to ``size x size`` (``resize_mode="stretch"`` or ``"letterbox"``),
   normalise. Deterministic, so the sample's mapping back to original pixels is known.
 * ``"light"``: horizontal flip, mild colour jitter, resize, normalise.
+* ``"scale"``: ``"light"`` plus scale jitter that keeps every box: with probability 0.6
+  either a random crop that contains all boxes (``A.BBoxSafeRandomCrop``, a zoom-in) or
+  a zoom-out on a mean-filled canvas up to ``SCALE_ZOOM_OUT`` times the side, one of the
+  two at random. Meant for small sets of large objects trained for a short budget, where
+  ``"ssd"``'s crops and 4x zoom-out are too strong.
 * ``"ssd"``: the SSD paper's recipe: photometric distortion (brightness, contrast,
   saturation and hue, each applied with probability 0.5, in random order), zoom-out on a
   mean-filled canvas up to ``zoom_out_max`` times the image side (``ZoomOut``), SSD's
@@ -54,7 +59,9 @@ from datasets.letterbox import (
 from datasets.min_iou_crop import MinIoURandomCrop
 from datasets.zoom_out import ZoomOut
 
-PRESETS: tuple[str, ...] = ("eval", "light", "ssd")
+PRESETS: tuple[str, ...] = ("eval", "light", "scale", "ssd")
+# Largest canvas side ratio of the "scale" preset's zoom-out.
+SCALE_ZOOM_OUT = 1.6
 LABEL_FIELDS: tuple[str, str] = ("labels", "difficult")
 
 # The SSD paper's photometric ranges: brightness delta 32 of 255, contrast and
@@ -184,11 +191,15 @@ def _ssd_photometric() -> A.BaseCompose:
 
 
 def _random_steps(preset: str, fill: tuple[float, ...], zoom_out_max: float) -> list[Any]:
+    light = [
+        A.HorizontalFlip(p=0.5),
+        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
+    ]
     if preset == "light":
-        return [
-            A.HorizontalFlip(p=0.5),
-            A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
-        ]
+        return light
+    if preset == "scale":
+        zoom = [A.BBoxSafeRandomCrop(erosion_rate=0.0), ZoomOut(max_ratio=SCALE_ZOOM_OUT, fill=fill, p=1.0)]
+        return [*light, A.OneOf(zoom, p=0.6)]
     return [
         _ssd_photometric(),
         ZoomOut(max_ratio=zoom_out_max, fill=fill, p=0.5),
@@ -213,7 +224,7 @@ def build_transform(
     """Build a named preset (see the module docstring).
 
     Args:
-        preset: ``"eval"``, ``"light"`` or ``"ssd"``.
+        preset: ``"eval"``, ``"light"``, ``"scale"`` or ``"ssd"``.
         size: side of the square model input in pixels.
         mean, std: the backbone's per-channel RGB statistics in ``0..1`` units.
         pca_color: add ``A.FancyPCA(alpha=0.1, p=0.5)`` (random presets only).

@@ -28,7 +28,7 @@ _FLAG_KEYS: dict[str, tuple[str, type, str]] = {
     "--seed": ("seed", int, "seed of everything random"),
     "--max-minutes": ("max_minutes", float, "time budget; the schedule anneals inside it"),
     "--patience": ("patience", int, "stop after N epochs without val mAP improvement"),
-    "--preset": ("preset", str, "augmentation preset: ssd, light or eval"),
+    "--preset": ("preset", str, "augmentation preset: ssd, scale, light or eval"),
     "--proposals-file": (
         "fast_rcnn.proposals_file",
         str,

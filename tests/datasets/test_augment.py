@@ -70,6 +70,25 @@ def test_random_presets_keep_box_content_under_a_flip_or_not() -> None:
     assert 0 < flips < 30
 
 
+def test_scale_preset_keeps_every_box_and_zooms_both_ways() -> None:
+    """``scale``: no box is ever lost, and boxes come out both larger and smaller."""
+    transform = build_transform("scale", size=SIZE, mean=MEAN, std=STD, seed=3)
+    ratios = []
+    for seed in range(60):
+        image, boxes, labels, difficult = _sample(seed)
+        height, width = image.shape[:2]
+        out = transform(image, boxes, labels, difficult)
+        assert sorted(out.labels.tolist()) == labels.tolist()
+        # Fraction of the output covered by the boxes' union hull, against the input's.
+        hull_in = (boxes[:, 2].max() - boxes[:, 0].min()) * (boxes[:, 3].max() - boxes[:, 1].min())
+        b = out.boxes
+        hull_out = (b[:, 2].max() - b[:, 0].min()) * (b[:, 3].max() - b[:, 1].min())
+        ratios.append((hull_out / SIZE**2) / (hull_in / (width * height)))
+    ratios = np.array(ratios)
+    assert (ratios > 1.05).any() and (ratios < 0.95).any()
+    assert (np.abs(ratios - 1) < 0.02).any()  # 40% of samples keep the whole image
+
+
 def test_horizontal_flip_maps_x1_to_width_minus_x2() -> None:
     pipeline = A.Compose(
         [A.HorizontalFlip(p=1.0)],
@@ -128,7 +147,7 @@ def test_same_seed_same_augmentations_and_shared_generator() -> None:
 
 
 def test_invalid_arguments_explain_themselves() -> None:
-    with pytest.raises(ValueError, match="choose one of eval, light, ssd"):
+    with pytest.raises(ValueError, match="choose one of eval, light, scale, ssd"):
         build_transform("yolo", size=32, mean=MEAN, std=STD)
     with pytest.raises(ValueError, match="divide by 255"):
         build_transform("eval", size=32, mean=(123.7, 116.3, 103.5), std=(58.4, 57.1, 57.4))
