@@ -198,7 +198,10 @@ def _random_steps(preset: str, fill: tuple[float, ...], zoom_out_max: float) -> 
     if preset == "light":
         return light
     if preset == "scale":
-        zoom = [A.BBoxSafeRandomCrop(erosion_rate=0.0), ZoomOut(max_ratio=SCALE_ZOOM_OUT, fill=fill, p=1.0)]
+        zoom = [
+            A.BBoxSafeRandomCrop(erosion_rate=0.0),
+            ZoomOut(max_ratio=SCALE_ZOOM_OUT, fill=fill, p=1.0),
+        ]
         return [*light, A.OneOf(zoom, p=0.6)]
     return [
         _ssd_photometric(),
