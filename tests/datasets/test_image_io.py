@@ -37,6 +37,14 @@ def test_rgba_alpha_drop_keeps_stored_colour(tmp_path: Path) -> None:
     assert decode_image(path, alpha="drop")[0].tolist() == [[0, 0, 0], [200, 100, 50]]
 
 
+@pytest.mark.parametrize("alpha", ["composite", "drop"])
+def test_opaque_rgba_decodes_to_its_rgb(tmp_path: Path, alpha: str) -> None:
+    rgba = np.random.default_rng(1).integers(0, 256, (4, 6, 4), dtype=np.uint8)
+    rgba[:, :, 3] = 255
+    path = _save(Image.fromarray(rgba, mode="RGBA"), tmp_path / "opaque.png")
+    np.testing.assert_array_equal(decode_image(path, alpha=alpha), rgba[:, :, :3])
+
+
 def test_la_is_composited(tmp_path: Path) -> None:
     la = np.array([[[10, 255], [10, 0]]], dtype=np.uint8)
     path = _save(Image.fromarray(la, mode="LA"), tmp_path / "la.png")

@@ -73,6 +73,20 @@ def test_mode_conversions_match_training_rules() -> None:
     assert to_rgb(palette)[0, 0].tolist() == [10, 20, 30]
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "PA"])
+def test_opaque_alpha_gives_the_stored_colours(mode: str) -> None:
+    """The opaque fast path equals compositing: alpha 255 everywhere changes nothing."""
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (5, 7, 4), dtype=np.uint8)
+    rgba[:, :, 3] = 255
+    image = Image.fromarray(rgba, mode="RGBA").convert(mode)
+    expected = np.asarray(image.convert("RGB"))
+    np.testing.assert_array_equal(to_rgb(image), expected)
+    rgba[0, 0, 3] = 254  # one pixel not opaque: the blend path, nearly the same colours
+    blended = to_rgb(Image.fromarray(rgba, mode="RGBA").convert(mode))
+    assert np.abs(blended.astype(int) - np.asarray(image.convert("RGB"), int)).max() <= 1
+
+
 def test_sniffing_ignores_names_and_weak_signatures() -> None:
     assert sniff_format(encode(Image.new("RGB", (4, 4)), "WEBP")) == "WEBP"
     assert sniff_format(encode(Image.new("RGB", (4, 4)), "BMP")) == "BMP"
