@@ -17,7 +17,13 @@ that turns an RGB ``uint8`` ``[H, W, 3]`` image and its boxes into the model inp
   min-IoU patch sampling (``MinIoURandomCrop``), horizontal flip, resize, normalise.
 
 ``pca_color=True`` adds AlexNet's PCA colour augmentation (``A.FancyPCA``) to the random
-presets. ``normalize=True`` maps pixels to ``(x / 255 - mean) / std`` with the backbone's
+presets. ``mosaic=p`` starts the random presets with YOLOv4's mosaic (``A.Mosaic``) with
+probability ``p``: a 2x2 grid of the sample and ``MOSAIC_PARTNERS`` other training images,
+each fitted inside a cell of twice the output side (aspect kept), cropped around a random
+centre to that side, so objects keep about the scale of a plain sample while four scenes
+share one input. The partners come from the caller (``DetectionDataset`` draws them with
+``DetectionTransform.pick_partners``); boxes cut to slivers by the crop (a side under
+``MOSAIC_MIN_SIDE`` of the output) are dropped. ``normalize=True`` maps pixels to ``(x / 255 - mean) / std`` with the backbone's
 ``mean``/``std`` (given in ``0..1`` units, torchvision's convention); ``normalize=False``
 only scales to ``0..1`` for models that normalise internally. Canvas and letterbox
 padding use the mean colour, so they normalise to zero.
@@ -60,6 +66,10 @@ from datasets.min_iou_crop import MinIoURandomCrop
 from datasets.zoom_out import ZoomOut
 
 PRESETS: tuple[str, ...] = ("eval", "light", "scale", "ssd")
+# Other images a mosaic sample combines with its own (a 2x2 grid).
+MOSAIC_PARTNERS = 3
+# Shortest side, as a share of the output side, of a box kept after a mosaic crop.
+MOSAIC_MIN_SIDE = 0.03
 # Largest canvas side ratio of the "scale" preset's zoom-out.
 SCALE_ZOOM_OUT = 1.6
 LABEL_FIELDS: tuple[str, str] = ("labels", "difficult")
@@ -97,6 +107,7 @@ class DetectionTransform:
         size: side of the square output.
         resize_mode: ``"stretch"`` or ``"letterbox"``.
         is_random: False only for ``"eval"``: then ``geometry`` maps samples back exactly.
+        mosaic_partners: other samples ``__call__`` wants in ``partners`` (0: no mosaic).
         pipeline: the underlying ``A.Compose``.
     """
 
@@ -108,6 +119,7 @@ class DetectionTransform:
         size: int,
         resize_mode: ResizeMode,
         is_random: bool,
+        mosaic_partners: int = 0,
         seed: int | None = None,
     ) -> None:
         self.preset = preset
@@ -115,11 +127,23 @@ class DetectionTransform:
         self.size = size
         self.resize_mode = resize_mode
         self.is_random = is_random
+        self.mosaic_partners = mosaic_partners
         self.reseed(seed)
 
     def reseed(self, seed: int | None) -> None:
         """Give the whole pipeline one fresh generator pair (``None``: OS entropy)."""
         self.pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        self._partner_rng = random.Random(None if seed is None else seed + 1)
+
+    def pick_partners(self, count: int, index: int) -> list[int]:
+        """Indices of ``mosaic_partners`` other samples (of ``count``) to mix with ``index``.
+
+        Drawn from the transform's own seeded generator, so a reseeded run repeats them.
+        With fewer other samples than needed, the returned list is shorter (albumentations
+        then repeats the sample itself).
+        """
+        others = [i for i in range(count) if i != index]
+        return self._partner_rng.sample(others, min(self.mosaic_partners, len(others)))
 
     def geometry(self, height: int, width: int) -> ResizeGeometry | None:
         """How a ``width x height`` image maps into the output; None for random presets."""
@@ -128,7 +152,12 @@ class DetectionTransform:
         return resize_geometry(height, width, self.size, self.resize_mode)
 
     def __call__(
-        self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, difficult: np.ndarray
+        self,
+        image: np.ndarray,
+        boxes: np.ndarray,
+        labels: np.ndarray,
+        difficult: np.ndarray,
+        partners: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = (),
     ) -> TransformedSample:
         """Transform one sample.
 
@@ -137,24 +166,13 @@ class DetectionTransform:
             boxes: ``[N, 4]`` ``x1, y1, x2, y2`` pixels of ``image``.
             labels: int ``[N]``.
             difficult: bool ``[N]``.
+            partners: for mosaic, other samples as ``(image, boxes, labels, difficult)``
+                tuples of the same kinds (ignored without mosaic).
         """
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(
-                f"image must be uint8 [H, W, 3] RGB (use datasets.image_io.decode_image), "
-                f"got {image.dtype} {list(image.shape)}"
-            )
-        n = len(labels)
-        if boxes.shape != (n, 4) or len(difficult) != n:
-            raise ValueError(
-                f"boxes [N, 4], labels [N] and difficult [N] must agree, got "
-                f"{list(boxes.shape)}, {n} and {len(difficult)}"
-            )
-        out = self.pipeline(
-            image=image,
-            bboxes=np.asarray(boxes, dtype=np.float32).reshape(n, 4),
-            labels=np.asarray(labels, dtype=np.int64),
-            difficult=np.asarray(difficult, dtype=np.int64),
-        )
+        data = _sample_dict(image, boxes, labels, difficult)
+        if self.mosaic_partners:
+            data["mosaic_metadata"] = [_sample_dict(*partner) for partner in partners]
+        out = self.pipeline(**data)
         kept = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
         return TransformedSample(
             image=out["image"],
@@ -162,6 +180,29 @@ class DetectionTransform:
             labels=np.asarray(out["labels"], dtype=np.int64).reshape(len(kept)),
             difficult=np.asarray(out["difficult"], dtype=bool).reshape(len(kept)),
         )
+
+
+def _sample_dict(
+    image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, difficult: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Validate one sample and put it in albumentations' keyword form."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(
+            f"image must be uint8 [H, W, 3] RGB (use datasets.image_io.decode_image), "
+            f"got {image.dtype} {list(image.shape)}"
+        )
+    n = len(labels)
+    if boxes.shape != (n, 4) or len(difficult) != n:
+        raise ValueError(
+            f"boxes [N, 4], labels [N] and difficult [N] must agree, got "
+            f"{list(boxes.shape)}, {n} and {len(difficult)}"
+        )
+    return {
+        "image": image,
+        "bboxes": np.asarray(boxes, dtype=np.float32).reshape(n, 4),
+        "labels": np.asarray(labels, dtype=np.int64),
+        "difficult": np.asarray(difficult, dtype=np.int64),
+    }
 
 
 def _check_stats(mean: Sequence[float], std: Sequence[float]) -> None:
@@ -218,6 +259,7 @@ def build_transform(
     mean: Sequence[float],
     std: Sequence[float],
     pca_color: bool = False,
+    mosaic: float = 0.0,
     normalize: bool = True,
     resize_mode: ResizeMode = "stretch",
     zoom_out_max: float = 4.0,
@@ -231,6 +273,9 @@ def build_transform(
         size: side of the square model input in pixels.
         mean, std: the backbone's per-channel RGB statistics in ``0..1`` units.
         pca_color: add ``A.FancyPCA(alpha=0.1, p=0.5)`` (random presets only).
+        mosaic: probability of a 2x2 mosaic with other samples (random presets only; the
+            caller passes ``partners``); boxes then need a side of ``MOSAIC_MIN_SIDE`` of
+            the output to be kept.
         normalize: ``(x / 255 - mean) / std`` if True, else ``x / 255``.
         resize_mode: ``"stretch"`` or ``"letterbox"`` for the final resize.
         zoom_out_max: largest zoom-out canvas side ratio (``"ssd"`` only; 1 disables it).
@@ -249,14 +294,31 @@ def build_transform(
         raise ValueError(f"size must be a positive number of pixels, got {size}")
     if zoom_out_max < 1.0:
         raise ValueError(f"zoom_out_max must be >= 1 (1 disables zoom-out), got {zoom_out_max}")
+    if not 0.0 <= mosaic <= 1.0:
+        raise ValueError(f"mosaic is a probability in [0, 1], got {mosaic}")
     check_resize_mode(resize_mode)
     _check_stats(mean, std)
     fill = tuple(255.0 * m for m in mean)
     steps: list[Any] = []
+    use_mosaic = preset != "eval" and mosaic > 0.0
     if preset != "eval":
         steps += _random_steps(preset, fill, zoom_out_max)
         if pca_color:
             steps.insert(1, A.FancyPCA(alpha=0.1, p=0.5))
+    if use_mosaic:
+        side = 2 * size
+        steps.insert(
+            0,
+            A.Mosaic(
+                grid_yx=(2, 2),
+                target_size=(side, side),
+                cell_shape=(side, side),
+                fit_mode="contain",
+                fill=fill,
+                p=mosaic,
+            ),
+        )
+        min_box_side = max(min_box_side, MOSAIC_MIN_SIDE * size)
     steps += resize_transforms(size, resize_mode, fill)
     if normalize:
         steps.append(A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0))
@@ -280,5 +342,6 @@ def build_transform(
         size=size,
         resize_mode=resize_mode,
         is_random=preset != "eval",
+        mosaic_partners=MOSAIC_PARTNERS if use_mosaic else 0,
         seed=seed,
     )

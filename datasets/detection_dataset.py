@@ -21,6 +21,7 @@ Each item is ``(image, target)``:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +37,7 @@ from datasets.augment import DetectionTransform
 from datasets.image_io import AlphaMode, decode_image
 
 Target = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 def split_ids(ids: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -75,6 +77,7 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         ids: explicit image ids, e.g. one part of ``split_ids``.
         transform: from ``build_transform``; None yields the decoded image in ``0..1``.
         alpha: how images with transparency are flattened (see ``datasets.image_io``).
+        cache_mb: memory budget of ``preload`` for decoded images (0: never cache).
 
     Raises:
         ValueError: the split does not exist (the message lists the ones that do), an id
@@ -89,12 +92,43 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         ids: Sequence[str] | None = None,
         transform: DetectionTransform | None = None,
         alpha: AlphaMode = "composite",
+        cache_mb: float = 0.0,
     ) -> None:
+        if cache_mb < 0:
+            raise ValueError(f"cache_mb must be >= 0 (0 disables the cache), got {cache_mb}")
         self.voc = dataset if isinstance(dataset, VocDataset) else load_dataset(dataset)
         self.records = self._select(self.voc, split, ids)
         self.split = split if ids is None else None
         self.transform = transform
         self.alpha: AlphaMode = alpha
+        self.cache_mb = cache_mb
+        self._cache: list[np.ndarray] | None = None
+
+    def preload(self) -> bool:
+        """Decode every image into memory if they fit in ``cache_mb``; True if cached.
+
+        Decoded images take ``width * height * 3`` bytes each; a split larger than the
+        budget is left to decode per item (logged). Call it before building a loader, so
+        forked workers inherit the cache instead of each decoding again.
+        """
+        if self._cache is not None:
+            return True
+        needed = sum(r.width * r.height * 3 for r in self.records) / 2**20
+        if needed == 0 or needed > self.cache_mb:
+            if self.cache_mb:
+                log.info(
+                    "not caching %d decoded images: %.0f MB > cache_mb %.0f",
+                    len(self.records),
+                    needed,
+                    self.cache_mb,
+                )
+            return False
+        cache = [self._decode(i) for i in range(len(self.records))]
+        for image in cache:
+            image.setflags(write=False)  # a transform writing in place would corrupt it
+        self._cache = cache
+        log.info("cached %d decoded images (%.0f MB)", len(self.records), needed)
+        return True
 
     @staticmethod
     def _select(voc: VocDataset, split: str | None, ids: Sequence[str] | None) -> list[ImageRecord]:
@@ -135,8 +169,7 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         """Absolute path of item ``index``'s image."""
         return Path(self.voc.root) / self.records[index].image_path
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
-        """Decode, transform and package one sample (see the module docstring)."""
+    def _decode(self, index: int) -> np.ndarray:
         record = self.records[index]
         image = decode_image(self.image_path(index), alpha=self.alpha)
         height, width = image.shape[:2]
@@ -145,6 +178,31 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
                 f"{record.image_id}: image is {width}x{height} but the dataset says "
                 f"{record.width}x{record.height}; re-run `prodet convert`"
             )
+        return image
+
+    def _image(self, index: int) -> np.ndarray:
+        """The decoded image of item ``index`` (uint8 ``[H, W, 3]``, read-only if cached)."""
+        return self._cache[index] if self._cache is not None else self._decode(index)
+
+    def _partners(self, index: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        if self.transform is None or not self.transform.mosaic_partners:
+            return []
+        picked = self.transform.pick_partners(len(self.records), index)
+        return [
+            (
+                self._image(i),
+                self.records[i].boxes,
+                self.records[i].labels,
+                self.records[i].difficult,
+            )
+            for i in picked
+        ]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
+        """Decode, transform and package one sample (see the module docstring)."""
+        record = self.records[index]
+        image = self._image(index)
+        height, width = image.shape[:2]
         target: Target = {"image_id": record.image_id, "orig_size": (height, width)}
         if self.transform is None:
             tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
@@ -156,7 +214,9 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
                 pad=(0, 0),
             )
             return tensor.float().div_(255.0), target
-        sample = self.transform(image, record.boxes, record.labels, record.difficult)
+        sample = self.transform(
+            image, record.boxes, record.labels, record.difficult, self._partners(index)
+        )
         geometry = self.transform.geometry(height, width)
         target.update(
             boxes=torch.from_numpy(sample.boxes),

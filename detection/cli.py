@@ -29,6 +29,7 @@ _FLAG_KEYS: dict[str, tuple[str, type, str]] = {
     "--max-minutes": ("max_minutes", float, "time budget; the schedule anneals inside it"),
     "--patience": ("patience", int, "stop after N epochs without val mAP improvement"),
     "--preset": ("preset", str, "augmentation preset: ssd, scale, light or eval"),
+    "--mosaic": ("mosaic", float, "probability of a 2x2 mosaic of training images (0 to 1)"),
     "--proposals-file": (
         "fast_rcnn.proposals_file",
         str,

@@ -73,6 +73,8 @@ class TrainConfig:
     preset: str = "ssd"
     resize_mode: str = "stretch"
     pca_color: bool = False
+    mosaic: float = 0.0  # probability of a 2x2 mosaic of training images
+    cache_mb: float = 1024.0  # decoded images of a split this small stay in memory
     # optimisation
     epochs: int = 40
     batch_size: int = 8
@@ -122,6 +124,10 @@ class TrainConfig:
                 raise ValueError(f"config {name}={number}: must be at least 1")
         if self.lr <= 0:
             raise ValueError(f"config lr={self.lr}: must be positive")
+        if not 0.0 <= self.mosaic <= 1.0:
+            raise ValueError(f"config mosaic={self.mosaic}: a probability in [0, 1]")
+        if self.cache_mb < 0:
+            raise ValueError(f"config cache_mb={self.cache_mb}: must be >= 0 (0: no cache)")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"config val_fraction={self.val_fraction}: must be in (0, 1)")
         if self.fast_rcnn.proposals_file and self.head != "fast_rcnn":

@@ -116,6 +116,7 @@ class _Run:
             mean=backbone.mean,
             std=backbone.std,
             pca_color=config.pca_color,
+            mosaic=config.mosaic,
             resize_mode=config.resize_mode,
         )
         eval_tf = build_transform(
@@ -125,8 +126,14 @@ class _Run:
             std=backbone.std,
             resize_mode=config.resize_mode,
         )
-        self.train_set = DetectionDataset(self.voc, ids=train_ids, transform=train_tf)
-        self.val_set = DetectionDataset(self.voc, ids=val_ids, transform=eval_tf)
+        self.train_set = DetectionDataset(
+            self.voc, ids=train_ids, transform=train_tf, cache_mb=config.cache_mb
+        )
+        self.val_set = DetectionDataset(
+            self.voc, ids=val_ids, transform=eval_tf, cache_mb=config.cache_mb
+        )
+        self.train_set.preload()
+        self.val_set.preload()
         self.model = model
         self.ddp_model = self.dist.wrap(model)
         self.proposals = (

@@ -89,6 +89,41 @@ def test_scale_preset_keeps_every_box_and_zooms_both_ways() -> None:
     assert (np.abs(ratios - 1) < 0.02).any()  # 40% of samples keep the whole image
 
 
+def test_mosaic_combines_the_partners_boxes_with_the_sample() -> None:
+    """A mosaic sample carries boxes of its partners; every kept box stays aligned."""
+    transform = build_transform("light", size=SIZE, mean=MEAN, std=STD, mosaic=1.0, seed=0)
+    assert transform.mosaic_partners == 3
+    mixed = 0
+    for seed in range(20):
+        image, boxes, labels, difficult = _sample(seed)
+        # Partners: uniform colours, one box each filling the image, labels 10, 11, 12.
+        partners = []
+        for k in range(3):
+            pimg = np.full((40, 50, 3), 60 * k, dtype=np.uint8)
+            partners.append((pimg, np.array([[0, 0, 50, 40]], np.float32), np.array([10 + k]),
+                             np.array([False])))  # fmt: skip
+        out = transform(image, boxes, labels, difficult, partners)
+        assert out.image.shape == (3, SIZE, SIZE)
+        b = out.boxes
+        assert ((b >= 0) & (b <= SIZE)).all()
+        sides = np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+        assert (sides >= 0.03 * SIZE - 1e-4).all()  # slivers cut by the crop are dropped
+        assert len(out.labels) == len(out.difficult) == len(b)
+        mixed += bool(set(out.labels.tolist()) & {10, 11, 12})
+    assert mixed >= 15  # the partners' boxes show up in (almost) every sample
+
+
+def test_mosaic_partners_are_seeded_and_never_the_sample_itself() -> None:
+    first = build_transform("scale", size=SIZE, mean=MEAN, std=STD, mosaic=0.5, seed=4)
+    again = build_transform("scale", size=SIZE, mean=MEAN, std=STD, mosaic=0.5, seed=4)
+    picks = [first.pick_partners(10, i % 10) for i in range(30)]
+    assert picks == [again.pick_partners(10, i % 10) for i in range(30)]
+    assert all(len(p) == 3 and i % 10 not in p for i, p in enumerate(picks))
+    assert first.pick_partners(2, 0) == [1]  # fewer others than partners
+    eval_tf = build_transform("eval", size=SIZE, mean=MEAN, std=STD, mosaic=1.0)
+    assert eval_tf.mosaic_partners == 0  # evaluation is never mixed
+
+
 def test_horizontal_flip_maps_x1_to_width_minus_x2() -> None:
     pipeline = A.Compose(
         [A.HorizontalFlip(p=1.0)],

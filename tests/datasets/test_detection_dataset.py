@@ -66,6 +66,35 @@ def test_ssd_preset_items_including_the_empty_image(tiny_voc_pkl: Path) -> None:
         assert ds[empty][1]["boxes"].shape == (0, 4)
 
 
+def test_preloaded_cache_gives_the_same_items_and_is_read_only(tiny_voc_pkl: Path) -> None:
+    plain = DetectionDataset(tiny_voc_pkl, "trainval")
+    cached = DetectionDataset(tiny_voc_pkl, "trainval", cache_mb=1.0)
+    assert cached.preload() and cached.preload()
+    for index in range(len(plain)):
+        torch.testing.assert_close(cached[index][0], plain[index][0])
+    assert not cached._image(0).flags.writeable
+    small = DetectionDataset(tiny_voc_pkl, "trainval", cache_mb=1e-4)
+    assert not small.preload()  # over budget: decoded per item, still correct
+    torch.testing.assert_close(small[0][0], plain[0][0])
+    with pytest.raises(ValueError, match="cache_mb must be >= 0"):
+        DetectionDataset(tiny_voc_pkl, "trainval", cache_mb=-1)
+
+
+def test_mosaic_items_mix_other_images_of_the_split(tiny_voc_pkl: Path) -> None:
+    transform = build_transform("light", size=64, mean=MEAN, std=STD, mosaic=1.0, seed=0)
+    ds = DetectionDataset(tiny_voc_pkl, "trainval", transform=transform, cache_mb=1.0)
+    ds.preload()
+    labels_seen = set()
+    for _ in range(4):
+        for index in range(len(ds)):
+            image, target = ds[index]
+            assert image.shape == (3, 64, 64)
+            assert ((target["boxes"] >= 0) & (target["boxes"] <= 64)).all()
+            labels_seen.add(len(target["labels"]))
+    own = {len(r.labels) for r in ds.records}
+    assert max(labels_seen) > max(own)  # some sample carries its partners' boxes too
+
+
 def test_missing_split_lists_the_available_ones(tiny_voc: VocDataset) -> None:
     with pytest.raises(ValueError, match=r"unknown split 'val'; this dataset has: test, trainval"):
         DetectionDataset(tiny_voc, "val")

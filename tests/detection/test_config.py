@@ -33,6 +33,8 @@ def test_yaml_then_overrides_and_round_trip(tmp_path):
         ({"epochs": "many"}, "epochs='many'"),
         ({"epochs": 0}, "epochs=0: must be at least 1"),
         ({"ema": "maybe"}, "ema='maybe'"),
+        ({"mosaic": 1.5}, r"mosaic=1.5: a probability in \[0, 1\]"),
+        ({"cache_mb": -1}, "cache_mb=-1.0: must be >= 0"),
     ],
 )
 def test_bad_values_name_the_key(overrides, message):
