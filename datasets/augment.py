@@ -142,8 +142,9 @@ class DetectionTransform:
         With fewer other samples than needed, the returned list is shorter (albumentations
         then repeats the sample itself).
         """
-        others = [i for i in range(count) if i != index]
-        return self._partner_rng.sample(others, min(self.mosaic_partners, len(others)))
+        # Sample among the count - 1 others without listing them: skip over ``index``.
+        picked = self._partner_rng.sample(range(count - 1), min(self.mosaic_partners, count - 1))
+        return [i + (i >= index) for i in picked]
 
     def geometry(self, height: int, width: int) -> ResizeGeometry | None:
         """How a ``width x height`` image maps into the output; None for random presets."""
