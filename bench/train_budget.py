@@ -78,11 +78,17 @@ def run_one(
         "train", "--data", str(data), "--head", head, "--out", str(run),
         "--max-minutes", str(minutes), "--epochs", "1000", "--quiet", *flags,
     )  # fmt: skip
-    prodet("evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(data), "--split", "test")
+    printed = prodet(
+        "evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(data), "--split", "test"
+    )
+    # The headline JSON sits between the per-class table and the closing "wrote ..." line.
+    headline = json.loads(printed[printed.index("\n{") + 1 : printed.rindex("}") + 1])
     summary = json.loads((run / "eval-test" / "summary.json").read_text())
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     rates = [float(r["images_per_s"]) for r in rows if r.get("images_per_s")]
-    best_epoch = max(rows, key=lambda r: float(r.get("val_map_area") or -1))["epoch"]
+    # Without validation (--val-split none) best.pt is the last epoch.
+    validated = [r for r in rows if r.get("val_map_area")] or rows[-1:]
+    best_epoch = max(validated, key=lambda r: float(r.get("val_map_area") or -1))["epoch"]
     return {
         "dataset": dataset,
         "head": head,
@@ -93,7 +99,8 @@ def run_one(
         "voc_map_11": summary["voc"]["map_11point"],
         "coco_map": summary["coco"]["AP"],
         "train_img_s": sum(rates) / max(len(rates), 1),
-        "infer_ms": float(rows[-1].get("val_ms_per_image") or "nan"),
+        # validation's timing, or the test evaluation's when the run had no validation
+        "infer_ms": float(rows[-1].get("val_ms_per_image") or headline["ms_per_image"]),
         "flags": " ".join(flags),
     }
 

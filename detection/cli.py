@@ -27,6 +27,12 @@ _FLAG_KEYS: dict[str, tuple[str, type, str]] = {
     "--workers": ("workers", int, "data-loader processes"),
     "--seed": ("seed", int, "seed of everything random"),
     "--max-minutes": ("max_minutes", float, "time budget; the schedule anneals inside it"),
+    "--val-split": (
+        "val_split",
+        str,
+        "validation split (default val, carved from the train split when absent); "
+        "none trains on all of it and best.pt is the last epoch",
+    ),
     "--patience": ("patience", int, "stop after N epochs without val mAP improvement"),
     "--preset": ("preset", str, "augmentation preset: ssd, scale, light or eval"),
     "--mosaic": ("mosaic", float, "probability of a 2x2 mosaic of training images (0 to 1)"),

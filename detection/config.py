@@ -18,6 +18,7 @@ import yaml
 
 HEADS = ("ssd", "fast_rcnn")
 OPTIMIZERS = ("sgd", "adamw")
+NO_VALIDATION = "none"  # val_split value: train on the whole train split, validate nothing
 SCHEDULES = ("cosine", "step", "exponential", "constant")
 
 
@@ -66,7 +67,8 @@ class TrainConfig:
     backbone: str = "efficientnet_lite0"
     backbone_weights: str = "default"  # "default" (pretrained), "none", or a .pth path
     train_split: str = "trainval"
-    val_split: str = "val"  # carved from train_split with val_fraction when absent
+    # carved from train_split with val_fraction when absent; "none": train on all of it
+    val_split: str = "val"
     val_fraction: float = 0.15
     # input and augmentation
     size: int = 320
@@ -126,6 +128,11 @@ class TrainConfig:
             raise ValueError(f"config lr={self.lr}: must be positive")
         if not 0.0 <= self.mosaic <= 1.0:
             raise ValueError(f"config mosaic={self.mosaic}: a probability in [0, 1]")
+        if self.val_split == NO_VALIDATION and self.patience:
+            raise ValueError(
+                f"config patience={self.patience} stops on validation mAP, but "
+                f"val_split={NO_VALIDATION!r}: drop one of them"
+            )
         if self.cache_mb < 0:
             raise ValueError(f"config cache_mb={self.cache_mb}: must be >= 0 (0: no cache)")
         if not 0 < self.val_fraction < 1:

@@ -35,7 +35,7 @@ from datasets.detection_dataset import DetectionDataset, split_ids
 from datasets.loader import build_loader
 from detection import distributed
 from detection.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from detection.config import TrainConfig, config_to_yaml
+from detection.config import NO_VALIDATION, TrainConfig, config_to_yaml
 from detection.engine import train_one_epoch
 from detection.evaluate import evaluate_model
 from detection.model_factory import build_model, find_backbone
@@ -57,11 +57,16 @@ class TrainResult:
 
 
 def resolve_splits(voc: VocDataset, config: TrainConfig) -> tuple[list[str], list[str]]:
-    """Training and validation ids: the named val split, or one carved from training."""
+    """Training and validation ids: the named val split, or one carved from training.
+
+    ``val_split="none"`` trains on the whole training split and validates nothing.
+    """
     if config.train_split not in voc.splits:
         known = ", ".join(sorted(voc.splits)) or "none"
         raise ValueError(f"train_split {config.train_split!r} not in the dataset (has: {known})")
     train = list(voc.splits[config.train_split])
+    if config.val_split == NO_VALIDATION:
+        return train, []
     if config.val_split in voc.splits and config.val_split != config.train_split:
         return train, list(voc.splits[config.val_split])
     return split_ids(train, config.val_fraction, config.seed)
@@ -218,7 +223,7 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
     """Train ``config.head`` on ``config.data``, writing everything into ``config.out``.
 
     Files: ``config.yaml``, ``last.pt`` (every epoch), ``best.pt`` (best val VOC area
-    mAP@0.5), ``metrics.csv``, ``curves.png``, ``tensorboard/``.
+    mAP@0.5; the last epoch when ``val_split="none"``), ``metrics.csv``, ``curves.png``, ``tensorboard/``.
     """
     run = _Run(config, progress=progress)
     out = run.out
@@ -269,7 +274,10 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
                 proposals=run.proposals,
             )
             row.update({f"train_{k}" if "loss" in k else k: v for k, v in stats.items()})
-            if main and (epoch % config.eval_every == 0 or stats["complete"] < 1):
+            validate = len(run.val_set) > 0 and (
+                epoch % config.eval_every == 0 or stats["complete"] < 1
+            )
+            if main and validate:
                 evaluation = evaluate_model(
                     run.eval_model(), run.val_set, device=run.device, proposals=run.proposals
                 )
@@ -287,8 +295,9 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
             )
             run.epoch = epoch
             run.history.append(row)
-            improved = row.get("val_map_area", -1.0) > run.best_map
-            if improved:
+            # Without a validation split the latest epoch is the best one known.
+            improved = len(run.val_set) == 0 or row.get("val_map_area", -1.0) > run.best_map
+            if improved and "val_map_area" in row:
                 run.best_map = row["val_map_area"]
             if main:
                 state = run.state()

@@ -17,10 +17,10 @@ from PIL import Image, ImageDraw
 
 from annotations.commands import main as prodet
 from annotations.convert import convert_folder
-from annotations.pickle_store import dump_dataset
+from annotations.pickle_store import dump_dataset, load_dataset
 from detection.checkpoint import load_checkpoint
 from detection.config import load_config
-from detection.trainer import epochs_without_improvement, fit
+from detection.trainer import epochs_without_improvement, fit, resolve_splits
 from tests.annotations.voc_factory import voc_xml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -127,6 +127,19 @@ def test_sigkill_and_resume_gives_the_same_history(tiny, tmp_path):
     maps = [(r["val_map_area"], r["val_coco_ap"]) for r in resumed.history]
     ref_maps = [(r["val_map_area"], r["val_coco_ap"]) for r in reference.history]
     np.testing.assert_allclose(maps, ref_maps, atol=1e-4)
+
+
+def test_val_split_none_trains_on_everything_and_keeps_the_last_epoch(tiny, tmp_path):
+    overrides = {**tiny_overrides(tiny, tmp_path / "run"), "val_split": "none"}
+    result = fit(load_config(None, overrides), progress=False)
+    assert result.epochs_done == 2
+    assert not any("val_map_area" in row for row in result.history)
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["epoch"] == 2  # the last epoch
+    train, val = resolve_splits(load_dataset(tiny), load_config(None, overrides))
+    assert len(train) == 12 and val == []
+    with pytest.raises(ValueError, match="patience=3 stops on validation mAP"):
+        load_config(None, {**overrides, "patience": 3})
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tiny, tmp_path):
