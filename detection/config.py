@@ -27,6 +27,7 @@ class SSDConfig:
     min_scale: float = 0.07
     max_scale: float = 0.9
     extra_channels: tuple[int, ...] = (256, 256, 128)
+    fpn_channels: int = 0  # N > 0: a feature pyramid (N channels) over the backbone maps
     score_thresh: float = 0.01
     nms_thresh: float = 0.45
     detections_per_img: int = 100

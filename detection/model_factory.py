@@ -49,6 +49,7 @@ def build_model(config: TrainConfig, num_classes: int, *, pretrained: bool = Tru
             num_classes=num_classes,
             size=config.size,
             extra_channels=s.extra_channels,
+            fpn_channels=s.fpn_channels,
             min_scale=s.min_scale,
             max_scale=s.max_scale,
             score_thresh=s.score_thresh,

@@ -77,14 +77,17 @@ def plot_curves(path: Path, history: list[dict[str, Any]]) -> None:
     losses.set_title("training loss")
     if loss_keys:
         losses.legend(fontsize=8)
+    plotted = False
     for key, label in (("val_map_area", "VOC area mAP@0.5"), ("val_coco_ap", "COCO mAP")):
         points = [(row["epoch"], row[key]) for row in history if row.get(key) is not None]
         if points:
             maps.plot(*zip(*points, strict=True), marker="o", label=label)
+            plotted = True
     maps.set_xlabel("epoch")
     maps.set_ylim(0, 1)
-    maps.set_title("validation")
-    maps.legend(fontsize=8)
+    maps.set_title("validation" if plotted else "validation: none (val_split none)")
+    if plotted:
+        maps.legend(fontsize=8)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.ssd import SSD, SSDHead
+from torchvision.ops import FeaturePyramidNetwork
 
 DEFAULT_ASPECT_RATIOS: tuple[tuple[int, ...], ...] = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
 
@@ -50,25 +51,45 @@ class SSDFeatures(nn.Module):
             ``out_channels: list[int]``.
         extra_channels: output channels of each extra stride-2 block, appended after the
             backbone's last map.
+        fpn_channels: 0 predicts on the backbone's maps as they are (the SSD paper). N > 0
+            first passes them through torchvision's ``FeaturePyramidNetwork`` (N channels
+            each): the top-down path gives the fine maps, where small objects are found,
+            the semantics of the coarse ones (an early stride-8 map of a mobile backbone
+            has few channels and little meaning of its own). The extra layers still grow
+            from the backbone's last map.
 
     Returns (forward): ``OrderedDict`` ``"0".."n-1"`` of ``[B, C, h, w]`` maps, finest first.
     """
 
-    def __init__(self, backbone: nn.Module, extra_channels: tuple[int, ...] = (256, 256, 128)):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        extra_channels: tuple[int, ...] = (256, 256, 128),
+        fpn_channels: int = 0,
+    ):
         super().__init__()
+        if fpn_channels < 0:
+            raise ValueError(f"fpn_channels must be >= 0 (0: no FPN), got {fpn_channels}")
         self.body = backbone
-        channels = list(backbone.out_channels)
+        backbone_channels = list(backbone.out_channels)
+        self.fpn = FeaturePyramidNetwork(backbone_channels, fpn_channels) if fpn_channels else None
+        channels = [fpn_channels] * len(backbone_channels) if fpn_channels else backbone_channels
+        last = backbone_channels[-1]
         extras = []
         for out in extra_channels:
-            extras.append(_extra_block(channels[-1], max(out // 2, 64), out))
+            extras.append(_extra_block(last, max(out // 2, 64), out))
             channels.append(out)
+            last = out
         self.extras = nn.ModuleList(extras)
         self.out_channels = channels
 
     def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
-        maps = list(self.body(x).values())
+        found = self.body(x)
+        last = next(reversed(found.values()))
+        maps = list((self.fpn(found) if self.fpn is not None else found).values())
         for block in self.extras:
-            maps.append(block(maps[-1]))
+            last = block(last)
+            maps.append(last)
         return OrderedDict((str(i), m) for i, m in enumerate(maps))
 
 
@@ -109,6 +130,7 @@ def build_ssd(
     num_classes: int,
     size: int = 320,
     extra_channels: tuple[int, ...] = (256, 256, 128),
+    fpn_channels: int = 0,
     min_scale: float = 0.07,
     max_scale: float = 0.9,
     aspect_ratios: tuple[tuple[int, ...], ...] | None = None,
@@ -127,10 +149,11 @@ def build_ssd(
             fraction of ``size`` (the SSD paper uses 0.2..0.9; small products on shelves
             want a smaller first scale).
         aspect_ratios: per map, the extra ratios (each adds ``r`` and ``1/r`` boxes).
+        fpn_channels: see ``SSDFeatures`` (0: no feature pyramid).
     """
     if num_classes < 2:
         raise ValueError(f"num_classes counts background and must be >= 2, got {num_classes}")
-    features = SSDFeatures(backbone, extra_channels)
+    features = SSDFeatures(backbone, extra_channels, fpn_channels)
     n_maps = len(features.out_channels)
     ratios = aspect_ratios or DEFAULT_ASPECT_RATIOS[:n_maps]
     if len(ratios) != n_maps:

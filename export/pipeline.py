@@ -106,7 +106,12 @@ def _check_options(options: ExportOptions) -> None:
 
 def gate_ids(voc: VocDataset, config: TrainConfig, count: int) -> tuple[list[str], list[str]]:
     """``(gate ids, validation ids)``: the first ``count`` validation images, topped up from
-    the training split when validation is smaller."""
+    the training split when validation is smaller.
+
+    A run without validation (``val_split: none``) gets the gate images as its
+    "validation" ids: fp16 and int8 then report their mAP change on those (training)
+    images, which still measures what the conversion costs.
+    """
     train, val = resolve_splits(voc, config)
     chosen = list(val[:count]) + [i for i in train if i not in set(val)][: max(count - len(val), 0)]
     if len(chosen) < count:
@@ -114,7 +119,7 @@ def gate_ids(voc: VocDataset, config: TrainConfig, count: int) -> tuple[list[str
             f"the parity gate needs {count} real images; the dataset's training and "
             f"validation splits hold only {len(chosen)}"
         )
-    return chosen, list(val)
+    return chosen, list(val) or chosen
 
 
 def _stack(dataset: DetectionDataset) -> torch.Tensor:
