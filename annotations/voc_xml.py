@@ -74,6 +74,8 @@ _PARSER = etree.XMLParser(
 )
 _BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
 _BOX_TAG_SET = frozenset(_BOX_TAGS)
+_SIZE_TAGS = frozenset(("width", "height"))
+_OBJECT_TAGS = frozenset(("name", "bndbox", "difficult", "truncated", "pose"))
 
 
 def _parse_tree(data: bytes, source: str) -> etree._Element:
@@ -117,73 +119,54 @@ def _number(text: str | None) -> float | None:
     return value if _isfinite(value) else None
 
 
+def _first_children(el: etree._Element, wanted: frozenset[str]) -> dict[str, etree._Element]:
+    """The first child of each ``wanted`` tag (what ``find`` returns), in one pass.
+
+    One pass over the children is several times cheaper than one ``find()`` per tag: each
+    lxml element proxy costs about as much as a ``find()``.
+    """
+    found: dict[str, etree._Element] = {}
+    for child in el:
+        tag = child.tag
+        if tag in wanted and tag not in found:
+            found[tag] = child
+    return found
+
+
+def _value(el: etree._Element | None) -> float | None:
+    return _number(el.text) if el is not None else None
+
+
 def _size(size: etree._Element | None) -> tuple[int | None, int | None]:
     if size is None:
         return None, None
-    width = height = None
-    for child in size:  # the first <width> and <height>, as find() would return
-        tag = child.tag
-        if tag == "width":
-            if width is None:
-                width = child
-        elif tag == "height" and height is None:
-            height = child
-    w = _number(width.text) if width is not None else None
-    h = _number(height.text) if height is not None else None
+    fields = _first_children(size, _SIZE_TAGS)
+    w, h = _value(fields.get("width")), _value(fields.get("height"))
     return (None if w is None else int(w)), (None if h is None else int(h))
 
 
-def _box(bndbox: etree._Element) -> tuple[float, ...] | str:
-    """The first ``xmin, ymin, xmax, ymax`` children's values, or the first bad tag's name."""
-    found: dict[str, str | None] = {}
-    for child in bndbox:  # one pass: tags are read by name, in any order
-        tag = child.tag
-        if tag in _BOX_TAG_SET and tag not in found:
-            found[tag] = child.text
+def _read_object(index: int, obj: etree._Element) -> RawObject | ObjectIssue:
+    fields = _first_children(obj, _OBJECT_TAGS)
+    name = _text(fields.get("name"))
+    if not name:
+        return ObjectIssue(index, "object has no <name>")
+    bndbox = fields.get("bndbox")
+    if bndbox is None:
+        return ObjectIssue(index, f"object {name!r} has no <bndbox>")
+    box_fields = _first_children(bndbox, _BOX_TAG_SET)
     coords = []
     for tag in _BOX_TAGS:
-        value = _number(found.get(tag))
+        value = _value(box_fields.get(tag))
         if value is None:
-            return tag
+            return ObjectIssue(index, f"object {name!r}: <bndbox><{tag}> missing or not a number")
         coords.append(value)
-    return tuple(coords)
-
-
-def _read_object(index: int, obj: etree._Element) -> RawObject | ObjectIssue:
-    # The first child of each tag, as find() would return, in one pass over the children
-    # (an lxml element proxy costs about as much as a find()).
-    name = bndbox = difficult = truncated = pose = None
-    for child in obj:
-        tag = child.tag
-        if tag == "name":
-            if name is None:
-                name = child
-        elif tag == "bndbox":
-            if bndbox is None:
-                bndbox = child
-        elif tag == "difficult":
-            if difficult is None:
-                difficult = child
-        elif tag == "truncated":
-            if truncated is None:
-                truncated = child
-        elif tag == "pose" and pose is None:
-            pose = child
-    name_text = _text(name)
-    if not name_text:
-        return ObjectIssue(index, "object has no <name>")
-    if bndbox is None:
-        return ObjectIssue(index, f"object {name_text!r} has no <bndbox>")
-    box = _box(bndbox)
-    if isinstance(box, str):
-        return ObjectIssue(index, f"object {name_text!r}: <bndbox><{box}> missing or not a number")
     return RawObject(
         index,
-        name_text,
-        *box,
-        _flag(difficult),
-        _flag(truncated),
-        _text(pose) or "Unspecified",
+        name,
+        *coords,
+        _flag(fields.get("difficult")),
+        _flag(fields.get("truncated")),
+        _text(fields.get("pose")) or "Unspecified",
     )
 
 

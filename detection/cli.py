@@ -97,9 +97,13 @@ def train_main(argv: list[str]) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"prodet train: {exc}", file=sys.stderr)
         return 2
+    best = (
+        f"best val VOC mAP@0.5 {result.best_map:.4f}"
+        if result.best_map >= 0
+        else "no validation (val_split none): best.pt is the last epoch"
+    )
     print(
-        f"{result.epochs_done} epochs ({result.stopped_because}); best val VOC mAP@0.5 "
-        f"{result.best_map:.4f}; run folder {result.run_dir}"
+        f"{result.epochs_done} epochs ({result.stopped_because}); {best}; run folder {result.run_dir}"
     )
     return 0
 

@@ -129,7 +129,7 @@ def test_sigkill_and_resume_gives_the_same_history(tiny, tmp_path):
     np.testing.assert_allclose(maps, ref_maps, atol=1e-4)
 
 
-def test_val_split_none_trains_on_everything_and_keeps_the_last_epoch(tiny, tmp_path):
+def test_val_split_none_trains_on_everything_and_keeps_the_last_epoch(tiny, tmp_path, capsys):
     overrides = {**tiny_overrides(tiny, tmp_path / "run"), "val_split": "none"}
     result = fit(load_config(None, overrides), progress=False)
     assert result.epochs_done == 2
@@ -138,6 +138,9 @@ def test_val_split_none_trains_on_everything_and_keeps_the_last_epoch(tiny, tmp_
     assert best["epoch"] == 2  # the last epoch
     train, val = resolve_splits(load_dataset(tiny), load_config(None, overrides))
     assert len(train) == 12 and val == []
+    assert prodet(["train", "--config", str(tmp_path / "run" / "config.yaml"), "--out",
+                   str(tmp_path / "again"), "--quiet"]) == 0  # fmt: skip
+    assert "no validation (val_split none): best.pt is the last epoch" in capsys.readouterr().out
     with pytest.raises(ValueError, match="patience=3 stops on validation mAP"):
         load_config(None, {**overrides, "patience": 3})
 
