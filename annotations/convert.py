@@ -9,11 +9,11 @@ class indices, builds the splits, and hashes the result.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
 import sys
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +31,11 @@ from annotations.convert_file import (
     convert_one,
 )
 from annotations.pickle_store import DatasetFileError, UnsafePickleError, load_dataset
+from annotations.record_table import RecordTable
 from annotations.report import ConversionSummary, Problem, count_problems
 from annotations.schema import (
     BACKGROUND,
     FORMAT_VERSION,
-    ImageRecord,
     VocDataset,
     compute_content_hash,
 )
@@ -44,7 +44,7 @@ from annotations.voc_folder import (
     discover,
     fingerprint,
     read_splits,
-    with_annotation_stats,
+    with_file_stats,
 )
 
 __all__ = [
@@ -119,53 +119,52 @@ def _iter_batches(
 
 
 class _RecordBuilder:
-    """Turns batches into ``ImageRecord``s as they arrive (while workers still convert).
+    """Turns batches into the columns of a ``RecordTable`` as they arrive.
 
     The class list (hence the label values) is only known once every file is read, so
-    records are built with provisional labels, 1, 2, ... by first appearance of a class
-    name, and ``finish`` rewrites those label arrays in place with the final indices.
-    Both are >= 1, so each record is validated as it is built. It also collects the
-    annotation files' stats the workers read, for the source fingerprint.
+    labels are provisional, 1, 2, ... by first appearance of a class name, until
+    ``dataset`` maps them to the final indices in one vectorised step. Rows are kept in
+    arrival (file) order and sorted by image id at the end, only when they are not sorted
+    already. It also collects the annotation files' stats the workers read, for the
+    source fingerprint.
     """
 
     def __init__(self) -> None:
-        self.records: dict[str, ImageRecord] = {}
+        self.seen: set[str] = set()
         self.file_problems: list[Problem] = []
         self.duplicates: list[Problem] = []
         self.files = 0
         self.provisional: dict[str, int] = {}
-        self.label_arrays: list[np.ndarray] = []
         self.xml_stats: list[tuple[int, int]] = []
+        self.image_stats: dict[str, tuple[int, int] | None] = {}
+        self.ids: list[str] = []
+        self.paths: list[str] = []
+        self.widths: list[int] = []
+        self.heights: list[int] = []
+        self.formats: list[str] = []
+        self.shas: list[str] = []
+        self.counts: list[int] = []
+        self.boxes: list[np.ndarray] = []
+        self.labels: list[np.ndarray] = []
+        self.difficult: list[np.ndarray] = []
 
     def add(self, b: ResultBatch) -> None:
         self.files += len(b)
         self.file_problems += b.problems
         self.xml_stats += b.xml_stats
+        self.image_stats.update(b.image_stats)
         provisional = self.provisional
         labels = np.array(
             [provisional.setdefault(n, len(provisional) + 1) for n in b.names], dtype=np.int64
         )
-        self.label_arrays.append(labels)
-        # One array per batch; each record gets views of its own rows.
-        boxes = np.frombuffer(b.boxes, dtype=np.float32).reshape(-1, 4).copy()
-        difficult = np.frombuffer(b.difficult, dtype=np.bool_).copy()
-        records = self.records
-        end = 0
-        for image_id, image_path, width, height, image_format, sha, count in zip(
-            b.image_ids,
-            b.image_paths,
-            b.widths,
-            b.heights,
-            b.formats,
-            b.shas,
-            b.object_counts,
-            strict=True,
-        ):
-            start = end
-            end += count
+        boxes = np.frombuffer(b.boxes, dtype=np.float32).reshape(-1, 4)
+        difficult = np.frombuffer(b.difficult, dtype=np.bool_)
+        seen = self.seen
+        keep: list[bool] = []
+        for image_id, image_path in zip(b.image_ids, b.image_paths, strict=True):
             if image_path is None:
-                continue
-            if image_id in records:
+                keep.append(False)
+            elif image_id in seen:
                 self.duplicates.append(
                     Problem(
                         "duplicate_id",
@@ -174,23 +173,30 @@ class _RecordBuilder:
                         "second skipped",
                     )
                 )
-                continue
-            records[image_id] = ImageRecord(
-                image_id,
-                image_path,
-                width,
-                height,
-                # Interned, as in a single process: the pickle then memoizes the same
-                # objects and its bytes do not depend on the number of workers.
-                sys.intern(image_format),
-                boxes[start:end],
-                labels[start:end],
-                difficult[start:end],
-                sha,
-            )
+                keep.append(False)
+            else:
+                seen.add(image_id)
+                keep.append(True)
+        if all(keep):
+            rows = range(len(keep))
+        else:
+            rows = [i for i, k in enumerate(keep) if k]
+            objects = np.repeat(np.array(keep, dtype=bool), b.object_counts)
+            boxes, labels, difficult = boxes[objects], labels[objects], difficult[objects]
+        intern = sys.intern  # one object per format: the pickle then memoizes it
+        self.ids += [b.image_ids[i] for i in rows]
+        self.paths += [b.image_paths[i] for i in rows]  # type: ignore[misc]
+        self.widths += [b.widths[i] for i in rows]
+        self.heights += [b.heights[i] for i in rows]
+        self.formats += [intern(b.formats[i]) for i in rows]
+        self.shas += [b.shas[i] for i in rows]
+        self.counts += [b.object_counts[i] for i in rows]
+        self.boxes.append(boxes)
+        self.labels.append(labels)
+        self.difficult.append(difficult)
 
-    def _final_classes(self, options: ConvertOptions) -> tuple[str, ...]:
-        """Fix the class list and give every record its final labels; returns the classes."""
+    def _final_classes(self, options: ConvertOptions) -> tuple[tuple[str, ...], np.ndarray]:
+        """The class list and the map from provisional to final label values."""
         if options.classes is not None:
             classes: tuple[str, ...] = (BACKGROUND, *options.classes)
         else:
@@ -199,20 +205,50 @@ class _RecordBuilder:
         final = np.zeros(len(self.provisional) + 1, dtype=np.int64)
         for name, label in self.provisional.items():
             final[label] = index[name]
-        for labels in self.label_arrays:
-            labels[:] = final[labels]
-        return classes
+        return classes, final
+
+    def _table(self, final_labels: np.ndarray) -> RecordTable:
+        """The records sorted by image id (a no-op permutation is skipped)."""
+        ids, counts = self.ids, np.array(self.counts, dtype=np.int64)
+        boxes = np.concatenate(self.boxes) if self.boxes else np.zeros((0, 4), np.float32)
+        labels = final_labels[np.concatenate(self.labels)] if self.labels else np.zeros(0, np.int64)
+        difficult = np.concatenate(self.difficult) if self.difficult else np.zeros(0, bool)
+        columns = [ids, self.paths, self.widths, self.heights, self.formats, self.shas]
+        if any(a >= b for a, b in itertools.pairwise(ids)):
+            order = sorted(range(len(ids)), key=ids.__getitem__)
+            columns = [[c[i] for i in order] for c in columns]
+            starts = np.zeros(len(counts), dtype=np.int64)
+            np.cumsum(counts[:-1], out=starts[1:])
+            counts = counts[order]
+            # Object row j of sorted record k comes from starts[order[k]] + (j - new start).
+            new_starts = np.cumsum(counts) - counts
+            take = np.repeat(starts[order] - new_starts, counts) + np.arange(int(counts.sum()))
+            boxes, labels, difficult = boxes[take], labels[take], difficult[take]
+        sorted_ids, paths, widths, heights, formats, shas = columns
+        return RecordTable(
+            sorted_ids,
+            paths,
+            np.array(widths, dtype=np.int64),
+            np.array(heights, dtype=np.int64),
+            formats,
+            shas,
+            counts,
+            np.ascontiguousarray(boxes),
+            labels,
+            np.ascontiguousarray(difficult),
+        )
 
     def dataset(
         self, folder: VocFolder, options: ConvertOptions, source_fingerprint: str
     ) -> tuple[VocDataset, list[Problem], ConversionSummary]:
         """The dataset of every batch added (records sorted by image id), once."""
-        classes = self._final_classes(options)
-        records = self.records
+        classes, final = self._final_classes(options)
+        records = self._table(final)
         problems = self.file_problems + self.duplicates
         splits: dict[str, tuple[str, ...]] = {}
+        seen = self.seen
         for split, ids in read_splits(folder.split_files).items():
-            unknown = [i for i in ids if i not in records]
+            unknown = [i for i in ids if i not in seen]
             if unknown:
                 problems.append(
                     Problem(
@@ -222,16 +258,15 @@ class _RecordBuilder:
                         "left out of the split",
                     )
                 )
-            splits[split] = tuple(i for i in ids if i in records)
-        ordered = tuple(records[k] for k in sorted(records))
+            splits[split] = tuple(i for i in ids if i in seen)
         dataset = VocDataset(
             format_version=FORMAT_VERSION,
             root=str(folder.root),
             classes=classes,
-            records=ordered,
+            records=records,
             splits=splits,
             source_fingerprint=source_fingerprint,
-            content_hash=compute_content_hash(classes, ordered, splits),
+            content_hash=compute_content_hash(classes, records, splits),
         )
         return dataset, problems, summarize(dataset, self.files, problems)
 
@@ -256,28 +291,16 @@ def summarize(
     dataset: VocDataset, annotation_files: int, problems: list[Problem], *, reused: bool = False
 ) -> ConversionSummary:
     """Counts per class, difficult objects, negatives, problems and split sizes."""
-    records = dataset.records
-    counts: Counter[str] = Counter()
-    labels = np.concatenate([r.labels for r in records]) if records else np.zeros(0, np.int64)
-    if (
-        labels.size
-        and labels.dtype == np.int64
-        and labels.min() >= 0
-        and labels.max() < len(dataset.classes)
-    ):
-        for i, n in enumerate(np.bincount(labels).tolist()):  # one pass, not one per record
-            if n:
-                counts[dataset.classes[i]] += n
-    else:  # empty, or labels a loaded file made up: count them the slow way
-        for rec in records:
-            counts.update(dataset.classes[i] for i in rec.labels)
-    difficult = np.concatenate([r.difficult for r in records]) if records else np.zeros(0)
+    table = dataset.records  # a RecordTable: counted from its columns
+    classes = dataset.classes
+    labels = table.labels[table.labels < len(classes)]  # a loaded file may hold others
+    counts = np.bincount(labels, minlength=len(classes)).tolist()
     return ConversionSummary(
         annotation_files=annotation_files,
-        images=len(records),
-        objects_per_class={c: counts.get(c, 0) for c in dataset.classes[1:]},
-        difficult=int(difficult.sum()),
-        negatives=sum(1 for r in records if r.num_objects == 0),
+        images=len(table),
+        objects_per_class=dict(zip(classes[1:], counts[1:], strict=True)),
+        difficult=int(table.difficult.sum()),
+        negatives=int((table.counts == 0).sum()),
         problems_by_kind=count_problems(problems),
         splits={k: len(v) for k, v in dataset.splits.items()},
         reused=reused,
@@ -325,7 +348,7 @@ def convert_folder(
     # before converting. Otherwise it is computed at the end, with the annotation files'
     # stats taken by the workers from the files they read (no stat per file here).
     reusable = previous_output is not None and previous_output.is_file()
-    folder = discover(voc_root, stat_annotations=reusable)
+    folder = discover(voc_root, stat_files=reusable)
     fingerprint_options = {
         "prodet": __version__,
         "format": str(FORMAT_VERSION),
@@ -343,7 +366,7 @@ def convert_folder(
     for batch in _iter_batches(folder, options, workers or os.cpu_count() or 1, progress):
         builder.add(batch)
     if source_fingerprint is None:
-        complete = with_annotation_stats(folder, builder.xml_stats)
+        complete = with_file_stats(folder, builder.xml_stats, builder.image_stats)
         source_fingerprint = fingerprint(complete, fingerprint_options)
     dataset, problems, summary = builder.dataset(folder, options, source_fingerprint)
     failed = (

@@ -9,8 +9,10 @@ processes and merges the batches.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from pathlib import Path, PurePath
 import numpy as np
 
 from annotations.boxes import clean_object_lists
-from annotations.image_header import ImageHeaderError, read_image_header
+from annotations.image_header import ImageHeaderError, read_image_header_fd
 from annotations.report import Problem
 from annotations.voc_folder import VocFolder
 from annotations.voc_xml import VocFormatError, parse_voc_xml
@@ -57,7 +59,8 @@ class ResultBatch:
     ``object_counts[i]`` kept objects follow in ``names``, ``boxes`` (float32 ``x1, y1,
     x2, y2`` each) and ``difficult`` (one 0/1 byte each), in file order; ``problems`` are
     the files' problems in file order. ``xml_stats[i]`` is the annotation file's
-    ``(size, mtime_ns)`` as read, for the source fingerprint.
+    ``(size, mtime_ns)`` as read, and ``image_stats`` those of each image name tried
+    (None: its target is not a file), for the source fingerprint.
     """
 
     image_ids: list[str] = field(default_factory=list)
@@ -72,6 +75,7 @@ class ResultBatch:
     difficult: bytes = b""
     problems: list[Problem] = field(default_factory=list)
     xml_stats: list[tuple[int, int]] = field(default_factory=list)
+    image_stats: dict[str, tuple[int, int] | None] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -84,6 +88,7 @@ class _BatchBuilder:
         self.batch = ResultBatch()
         self.boxes = array("f")
         self.difficult = bytearray()
+        self.image_stats = self.batch.image_stats
 
     def add(
         self,
@@ -122,16 +127,61 @@ class _BatchBuilder:
 _NO_OBJECTS: tuple[list[tuple[float, float, float, float]], list[str], list[bool]] = ([], [], [])
 
 
-def _find_image(folder: VocFolder, stem: str, filename: str) -> str | None:
-    candidates = folder.images_by_stem.get(stem)
-    if not candidates and filename:
-        candidates = folder.images_by_stem.get(os.path.splitext(os.path.basename(filename))[0])
-    if not candidates:
-        return None
-    for c in candidates:  # the XML's own filename wins among same-stem files
-        if filename and c.endswith("/" + filename):
-            return c
-    return candidates[0]
+# An image name whose target is not there (a dangling or looping link): as if not listed.
+_NO_TARGET = frozenset((errno.ENOENT, errno.ELOOP, errno.ENOTDIR))
+_OPEN_IMAGE = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)  # a link to a FIFO must not block
+
+
+def _best_first(group: tuple[str, ...], filename: str) -> tuple[str, ...]:
+    """``group`` (image names in name order) with the one ``<filename>`` names first."""
+    if len(group) < 2 or not filename:
+        return group
+    suffix = "/" + filename
+    named = tuple(c for c in group if c.endswith(suffix))
+    return (*named, *(c for c in group if c not in named)) if named else group
+
+
+def _open_first(
+    root: str, names: tuple[str, ...], seen: dict[str, tuple[int, int] | None]
+) -> tuple[str, str, int | OSError] | None:
+    for name in names:
+        path = os.path.join(root, name)
+        try:
+            fd = os.open(path, _OPEN_IMAGE)
+        except OSError as exc:
+            if exc.errno in _NO_TARGET:
+                seen[name] = None
+                continue
+            return name, path, exc
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            seen[name] = None
+            continue
+        seen[name] = (st.st_size, st.st_mtime_ns)
+        return name, path, fd
+    return None
+
+
+def _open_image(
+    folder: VocFolder, root: str, stem: str, filename: str, seen: dict[str, tuple[int, int] | None]
+) -> tuple[str, str, int | OSError] | None:
+    """The annotation's image: its name, path and open descriptor; None when it has none.
+
+    The images with the annotation's own stem are tried first, then those with the stem
+    of its ``<filename>``; within each, the one ``<filename>`` names, then the others in
+    name order. The first regular file wins: a name whose target is missing or is not a
+    file does not count, as if it were not listed. An image that exists but cannot be
+    opened comes with the ``OSError`` instead of a descriptor. ``seen`` receives each name
+    tried: its ``(size, mtime_ns)``, or None when its target is not a file.
+    """
+    by_stem = folder.images_by_stem
+    found = _open_first(root, _best_first(by_stem.get(stem, ()), filename), seen)
+    if found is None and filename:
+        other = os.path.splitext(os.path.basename(filename))[0]
+        if other != stem:
+            found = _open_first(root, _best_first(by_stem.get(other, ()), filename), seen)
+    return found
 
 
 _READ_SIZE = 1 << 16
@@ -187,8 +237,8 @@ def _convert_into(
     problems = [
         Problem("bad_object", name, i.message, "object skipped", i.index) for i in raw.issues
     ]
-    image_rel = _find_image(folder, stem, raw.filename)
-    if image_rel is None:
+    opened = _open_image(folder, root, stem, raw.filename, out.image_stats)
+    if opened is None:
         where = folder.image_dir.relative_to(folder.root).as_posix()
         problem = Problem(
             "missing_image",
@@ -198,8 +248,14 @@ def _convert_into(
         )
         out.add(stem, None, 0, 0, "", xml, _NO_OBJECTS, [problem])
         return
+    image_rel, image_path, fd = opened
     try:
-        header = read_image_header(os.path.join(root, image_rel))
+        if isinstance(fd, OSError):
+            raise fd
+        try:
+            header = read_image_header_fd(fd, image_path)
+        finally:
+            os.close(fd)
     except (ImageHeaderError, OSError) as exc:
         problem = Problem("unreadable_image", name, str(exc), "file skipped")
         out.add(stem, None, 0, 0, "", xml, _NO_OBJECTS, [problem])

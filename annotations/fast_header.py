@@ -95,14 +95,22 @@ def read_fast_header(path: str | os.PathLike[str]) -> tuple[str, int, int, str] 
     None means "ask Pillow": the file is not a PNG or JPEG, holds a structure this reader
     does not mirror, is damaged, or could not be opened (Pillow then raises the error).
     """
-    if ImageFile.LOAD_TRUNCATED_IMAGES:  # Pillow then skips checks mirrored here
-        return None
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
     try:
-        head = _Head(fd, os.read(fd, FIRST_READ))
+        return read_fast_header_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def read_fast_header_fd(fd: int) -> tuple[str, int, int, str] | None:
+    """``read_fast_header`` of a file already open for reading (read from offset 0)."""
+    if ImageFile.LOAD_TRUNCATED_IMAGES:  # Pillow then skips checks mirrored here
+        return None
+    try:
+        head = _Head(fd, os.pread(fd, FIRST_READ, 0))
         if head.data.startswith(_PNG_MAGIC):
             found = _png(head)
         elif head.data.startswith(_JPEG_MAGIC):
@@ -111,8 +119,6 @@ def read_fast_header(path: str | os.PathLike[str]) -> tuple[str, int, int, str] 
             return None
     except OSError:
         return None
-    finally:
-        os.close(fd)
     if found is None:
         return None
     limit = Image.MAX_IMAGE_PIXELS  # Pillow warns or raises above it; let it

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from annotations.fast_header import read_fast_header
+from annotations.fast_header import read_fast_header, read_fast_header_fd
 
 # Restrict Pillow's format probing to formats a detection dataset plausibly holds; this
 # skips probing dozens of exotic plugins for every file.
@@ -42,6 +42,18 @@ def read_image_header(path: str | os.PathLike[str]) -> ImageHeader:
         ImageHeaderError: the bytes are not a supported image (names the file).
     """
     fast = read_fast_header(path)
+    if fast is not None:
+        return ImageHeader(*fast)
+    return read_pillow_header(path)
+
+
+def read_image_header_fd(fd: int, path: str) -> ImageHeader:
+    """``read_image_header`` of ``path``, already open as ``fd`` (Pillow reopens it if needed).
+
+    Raises:
+        ImageHeaderError: the bytes are not a supported image (names the file).
+    """
+    fast = read_fast_header_fd(fd)
     if fast is not None:
         return ImageHeader(*fast)
     return read_pillow_header(path)

@@ -9,18 +9,14 @@ rebuild arrays; anything else (``os.system``, ``builtins.eval``, ...) raises
 
 from __future__ import annotations
 
-import copyreg
 import io
 import os
 import pickle
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from annotations.atomic import atomic_write_bytes
-from annotations.schema import FORMAT_VERSION, ImageRecord, VocDataset, compute_content_hash
+from annotations.record_table import RecordTable
+from annotations.schema import FORMAT_VERSION, VocDataset, compute_content_hash
 
 PICKLE_PROTOCOL = 4
 
@@ -28,6 +24,7 @@ _ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
     {
         ("annotations.schema", "ImageRecord"),
         ("annotations.schema", "VocDataset"),
+        ("annotations.record_table", "RecordTable"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("numpy.core.multiarray", "_reconstruct"),
@@ -61,48 +58,13 @@ class _SchemaUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's own array rebuilder
-
-
-def _reduce_array(a: np.ndarray, zero: int = 0) -> tuple[Any, ...] | str | None:
-    """``a.__reduce__()`` for plain C-ordered numeric arrays, built without numpy's overhead.
-
-    numpy's ``__reduce__`` costs about 3 us per array (three per record). The tuple here
-    is equal to numpy's, so the pickle's bytes are the same. ``(zero,)`` is built per
-    call, as numpy does, so the pickler memoizes exactly the same objects.
-    """
-    if a.dtype.hasobject or (a.ndim > 1 and a.flags.fnc):
-        return a.__reduce__()  # object arrays pickle their items; F-ordered raw data differ
-    return (_RECONSTRUCT, (np.ndarray, (zero,), b"b"), (1, a.shape, a.dtype, False, a.tobytes()))
-
-
-def _fast_reduce_agrees() -> bool:
-    """Whether ``_reduce_array`` matches this numpy's ``__reduce__`` (checked at import)."""
-    samples = [
-        np.arange(8, dtype=np.float32).reshape(2, 4),
-        np.zeros((0, 4), dtype=np.float32),
-        np.arange(3, dtype=np.int64),
-        np.array([True, False]),
-        np.arange(12, dtype=np.float32).reshape(3, 4)[1:],
-    ]
-    try:
-        return all(_reduce_array(a) == a.__reduce__() for a in samples)
-    except Exception:  # a future numpy with another layout: use numpy's own reduce
-        return False
-
-
-_FAST_ARRAYS = _fast_reduce_agrees()
-
-
 def dataset_bytes(dataset: VocDataset) -> bytes:
-    """The pickle ``dump_dataset`` writes (equal to ``pickle.dumps`` at ``PICKLE_PROTOCOL``)."""
-    buffer = io.BytesIO()
-    pickler = pickle.Pickler(buffer, protocol=PICKLE_PROTOCOL)
-    if _FAST_ARRAYS:  # reducers registered with copyreg still take precedence
-        table: dict[type, Callable[..., Any]] = {np.ndarray: _reduce_array}
-        pickler.dispatch_table = {**table, **copyreg.dispatch_table}
-    pickler.dump(dataset)
-    return buffer.getvalue()
+    """The pickle ``dump_dataset`` writes.
+
+    The records pickle as their ``RecordTable`` columns: a few lists of strings and six
+    arrays, whatever the number of records.
+    """
+    return pickle.dumps(dataset, protocol=PICKLE_PROTOCOL)
 
 
 def dump_dataset(dataset: VocDataset, path: str | os.PathLike[str]) -> None:
@@ -137,8 +99,8 @@ def load_dataset(path: str | os.PathLike[str], *, verify_hash: bool = True) -> V
             f"{source}: dataset format version {obj.format_version}, this prodet reads "
             f"version {FORMAT_VERSION}; re-create it with `prodet convert`"
         )
-    if not all(isinstance(r, ImageRecord) for r in obj.records):
-        raise DatasetFileError(f"{source}: records are not ImageRecord objects")
+    if not isinstance(obj.records, RecordTable):
+        raise DatasetFileError(f"{source}: records are not a RecordTable of the schema")
     if verify_hash:
         actual = compute_content_hash(obj.classes, obj.records, obj.splits)
         if actual != obj.content_hash:

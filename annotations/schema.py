@@ -15,11 +15,16 @@ class ``"__background__"`` and never appears in ``labels``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# The content hash's own version: it hashes the content, not the file layout, so it did not
+# change when format 2 stored the records column by column (a model trained on a format-1
+# dataset still matches the same data converted again).
+HASH_VERSION = 1
 BACKGROUND = "__background__"
 
 
@@ -78,7 +83,9 @@ class VocDataset:
         format_version: schema version; loaders refuse versions they do not know.
         root: absolute path of the VOC folder at conversion time (images live below it).
         classes: class names, ``classes[0] == "__background__"``.
-        records: one per image, sorted by ``image_id``.
+        records: one per image, sorted by ``image_id``; any sequence of ``ImageRecord``
+            is accepted and stored as an ``annotations.record_table.RecordTable`` (the
+            records column by column; each record is built on first access).
         splits: split name (``"trainval"``, ``"test"``, ...) to image ids.
         source_fingerprint: digest of the inputs' names, sizes and mtimes plus the
             conversion options; an unchanged folder is not parsed again.
@@ -88,10 +95,16 @@ class VocDataset:
     format_version: int
     root: str
     classes: tuple[str, ...]
-    records: tuple[ImageRecord, ...]
+    records: Sequence[ImageRecord]
     splits: dict[str, tuple[str, ...]] = field(default_factory=dict)
     source_fingerprint: str = ""
     content_hash: str = ""
+
+    def __post_init__(self) -> None:
+        from annotations.record_table import RecordTable  # it builds on ImageRecord
+
+        if not isinstance(self.records, RecordTable):
+            object.__setattr__(self, "records", RecordTable.from_records(self.records))
 
     def record_index(self) -> dict[str, int]:
         """Map image id to its position in ``records``."""
@@ -112,12 +125,17 @@ class VocDataset:
 
 def compute_content_hash(
     classes: tuple[str, ...],
-    records: tuple[ImageRecord, ...],
+    records: Sequence[ImageRecord],
     splits: dict[str, tuple[str, ...]],
 ) -> str:
     """sha256 over everything a model depends on, independent of pickle's byte layout."""
+    from annotations.record_table import RecordTable
+
     # One sha256 over the concatenated parts (the digest equals feeding them one by one).
-    parts = [f"v{FORMAT_VERSION}\n".encode(), "\n".join(classes).encode("utf-8")]
+    parts = [f"v{HASH_VERSION}\n".encode(), "\n".join(classes).encode("utf-8")]
+    if isinstance(records, RecordTable):
+        records.hash_into(parts)  # the same bytes, from the columns
+        records = ()
     for r in records:
         parts += (
             f"\n{r.image_id}\t{r.image_path}\t{r.width}\t{r.height}\t{r.image_format}\t"

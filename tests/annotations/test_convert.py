@@ -11,7 +11,7 @@ from PIL import Image
 
 from annotations.convert import ConvertOptions, convert_batch, convert_folder, convert_one
 from annotations.pickle_store import dataset_bytes, dump_dataset
-from annotations.voc_folder import VocFolderError, discover, fingerprint, with_annotation_stats
+from annotations.voc_folder import VocFolderError, discover, fingerprint, with_file_stats
 from tests.annotations.voc_factory import make_voc
 from tests.conftest import shared_path
 
@@ -190,23 +190,57 @@ def test_shared_real_datasets(name, images, objects, classes, splits, formats):
 
 
 def test_fingerprint_from_the_workers_stats_equals_discover(voc, tmp_path):
-    # Without a previous output the annotation files are not stat-ed up front: the workers
-    # report what they read. The fingerprint must be the one a reuse check computes.
+    # Without a previous output the annotation and image files are not stat-ed up front:
+    # the workers report what they opened. The fingerprint must be the one a reuse check
+    # computes, for images never opened (no annotation names them) and for names whose
+    # target is not a file (a dangling link, a link to a folder) too.
+    images = voc / "JPEGImages"
+    (images / "unused.png").write_bytes((images / "a.jpg").read_bytes())
+    (images / "dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (tmp_path / "folder.jpg").mkdir()
+    (images / "linked.jpg").symlink_to(tmp_path / "folder.jpg")
     out = tmp_path / "d.pkl"
     first = convert_folder(voc, workers=1, previous_output=out)
     options = {"a": "1"}
-    deferred = discover(voc, stat_annotations=False)
-    assert deferred.annotation_stats_deferred and len(deferred.stats) == 3 + 2  # images, splits
-    with pytest.raises(ValueError, match="annotation files' stats"):
+    deferred = discover(voc, stat_files=False)
+    assert deferred.stats_deferred and len(deferred.stats) == 2  # the split files only
+    assert {"JPEGImages/dangling.jpg", "JPEGImages/linked.jpg"} <= set(deferred.image_names)
+    with pytest.raises(ValueError, match="annotation and image files' stats"):
         fingerprint(deferred, options)
     batch = convert_batch(deferred.xml_files, deferred, ConvertOptions())
-    complete = with_annotation_stats(deferred, batch.xml_stats)
+    assert "JPEGImages/unused.png" not in batch.image_stats
+    complete = with_file_stats(deferred, batch.xml_stats, batch.image_stats)
     assert complete.stats == discover(voc).stats
+    assert "JPEGImages/linked.jpg" not in {name for name, _, _ in complete.stats}
     assert fingerprint(complete, options) == fingerprint(discover(voc), options)
     with pytest.raises(ValueError, match="each of the 3 annotation files"):
-        with_annotation_stats(deferred, batch.xml_stats[:2])
+        with_file_stats(deferred, batch.xml_stats[:2], batch.image_stats)
     dump_dataset(first.dataset, out)
     assert convert_folder(voc, workers=2, previous_output=out).summary.reused
+
+
+def test_an_image_name_whose_target_is_not_a_file_does_not_count(tmp_path):
+    # b's own image is a link to nothing, and c.jpg a link to a folder: as if absent, so b
+    # falls back to the image its <filename> names, and c's annotation has no image.
+    voc = make_voc(
+        tmp_path / "voc",
+        {"a": (64, 48, [("can", 1, 1, 10, 10)]), "c": (64, 48, [("can", 1, 1, 10, 10)])},
+    )
+    images = voc / "JPEGImages"
+    xml = (voc / "Annotations" / "a.xml").read_text()
+    (voc / "Annotations" / "b.xml").write_text(xml)  # <filename> is a's image
+    (images / "b.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    [c_image] = images.glob("c.*")
+    c_image.unlink()
+    (tmp_path / "folder.jpg").mkdir()
+    (images / "c.jpg").symlink_to(tmp_path / "folder.jpg")
+    for stat_files in (True, False):
+        folder = discover(voc, stat_files=stat_files)
+        batch = convert_batch(folder.xml_files, folder, ConvertOptions())
+        assert batch.image_ids == ["a", "b", "c"]
+        assert batch.image_paths[1] == batch.image_paths[0]
+        assert batch.image_paths[2] is None
+        assert [p.kind for p in batch.problems] == ["missing_image"]
 
 
 def test_annotation_larger_than_one_read(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from annotations import atomic, pickle_store
+from annotations import atomic
 from annotations.pickle_store import (
     PICKLE_PROTOCOL,
     DatasetFileError,
@@ -19,6 +19,7 @@ from annotations.pickle_store import (
     dump_dataset,
     load_dataset,
 )
+from annotations.record_table import RecordTable
 from annotations.schema import FORMAT_VERSION, ImageRecord, VocDataset, compute_content_hash
 from annotations.voc_folder import VocFolder, fingerprint
 
@@ -165,7 +166,14 @@ def test_content_hash_and_fingerprint_are_unchanged():
     )
 
 
-def test_dump_writes_exactly_what_pickle_dumps_writes(tmp_path):
+def test_content_hash_from_columns_equals_the_per_record_hash():
+    ds = tiny_dataset()
+    assert isinstance(ds.records, RecordTable)
+    per_record = compute_content_hash(ds.classes, tuple(ds.records), ds.splits)
+    assert compute_content_hash(ds.classes, ds.records, ds.splits) == per_record
+
+
+def test_odd_arrays_round_trip_and_the_pickle_holds_no_record_objects(tmp_path):
     rec = tiny_dataset().records[0]
     odd = [
         replace(rec, image_id="view", boxes=np.arange(12, dtype=np.float32).reshape(3, 4)[1:2]),
@@ -178,19 +186,38 @@ def test_dump_writes_exactly_what_pickle_dumps_writes(tmp_path):
             difficult=np.zeros(0, bool),
         ),
     ]
-    ds = replace(tiny_dataset(), records=(rec, *odd))
-    assert pickle_store._FAST_ARRAYS  # this numpy's array layout is the one mirrored
-    assert dataset_bytes(ds) == pickle.dumps(ds, protocol=PICKLE_PROTOCOL)
-    strided = np.arange(16, dtype=np.float32).reshape(4, 4)[:, ::2]
-    objects = np.array([1, "a"], dtype=object)
-    fortran = np.asfortranarray(np.arange(12, dtype=np.float32).reshape(3, 4))
-    for array in (strided, strided.T, fortran, objects):
-        assert pickle_store._reduce_array(array) == array.__reduce__()
-
-
-def test_dump_without_the_fast_array_path(tmp_path, monkeypatch):
-    monkeypatch.setattr(pickle_store, "_FAST_ARRAYS", False)
-    ds = tiny_dataset()
-    assert dataset_bytes(ds) == pickle.dumps(ds, protocol=PICKLE_PROTOCOL)
+    records = (rec, *odd)
+    ds = replace(tiny_dataset(), records=records)
+    ds = replace(ds, content_hash=compute_content_hash(ds.classes, records, ds.splits))
+    data = dataset_bytes(ds)
+    assert data == pickle.dumps(ds, protocol=PICKLE_PROTOCOL)
+    assert b"ImageRecord" not in data and b"RecordTable" in data
     dump_dataset(ds, tmp_path / "d.pkl")
-    assert load_dataset(tmp_path / "d.pkl").content_hash == ds.content_hash
+    back = load_dataset(tmp_path / "d.pkl")
+    assert back == ds and back.records == RecordTable.from_records(records)
+    assert [r.num_objects for r in back.records] == [1, 1, 1, 0]
+
+
+def test_format_1_files_are_refused_with_a_convert_hint(tmp_path):
+    ds = tiny_dataset()
+    old = replace(ds, format_version=1)
+    object.__setattr__(old, "records", tuple(ds.records))  # format 1: one object per record
+    (tmp_path / "v1.pkl").write_bytes(pickle.dumps(old, protocol=PICKLE_PROTOCOL))
+    with pytest.raises(DatasetFileError, match=r"format version 1.*prodet convert"):
+        load_dataset(tmp_path / "v1.pkl")
+
+
+def test_a_crafted_table_with_bad_columns_is_a_dataset_error(tmp_path):
+    ds = tiny_dataset()
+    columns = list(ds.records.columns())
+    columns[8] = np.array([0], np.int64)  # a background label
+
+    class Crafted:
+        def __reduce__(self):
+            return (RecordTable, tuple(columns))
+
+    state = replace(ds)
+    object.__setattr__(state, "records", Crafted())
+    (tmp_path / "bad.pkl").write_bytes(pickle.dumps(state, protocol=PICKLE_PROTOCOL))
+    with pytest.raises(DatasetFileError, match="label 0 is background"):
+        load_dataset(tmp_path / "bad.pkl")
