@@ -136,25 +136,27 @@ class RecordTable(Sequence[ImageRecord]):
 
     # -- Sequence ------------------------------------------------------------------------
 
+    def _rows(self) -> Iterator[tuple[str, str, int, int, str, str, int, int]]:
+        """Each record's scalar fields and its object rows ``start, end``, in order."""
+        o = self.offsets.tolist()
+        return zip(
+            self.image_ids,
+            self.image_paths,
+            self.widths.tolist(),
+            self.heights.tolist(),
+            self.formats,
+            self.xml_sha256,
+            o[:-1],
+            o[1:],
+            strict=True,
+        )
+
     def _built(self) -> tuple[ImageRecord, ...]:
         if self._records is None:
-            o = self.offsets.tolist()
             b, lab, d = self.boxes, self.labels, self.difficult
             self._records = tuple(
-                ImageRecord(
-                    i, p, w, h, f, b[o[k] : o[k + 1]], lab[o[k] : o[k + 1]], d[o[k] : o[k + 1]], s
-                )
-                for k, (i, p, w, h, f, s) in enumerate(
-                    zip(
-                        self.image_ids,
-                        self.image_paths,
-                        self.widths.tolist(),
-                        self.heights.tolist(),
-                        self.formats,
-                        self.xml_sha256,
-                        strict=True,
-                    )
-                )
+                ImageRecord(i, p, w, h, f, b[start:end], lab[start:end], d[start:end], s)
+                for i, p, w, h, f, s, start, end in self._rows()
             )
         return self._records
 
@@ -210,19 +212,7 @@ class RecordTable(Sequence[ImageRecord]):
         boxes = np.ascontiguousarray(self.boxes, dtype="<f4").tobytes()
         labels = np.ascontiguousarray(self.labels, dtype="<i8").tobytes()
         difficult = np.ascontiguousarray(self.difficult, dtype=np.bool_).tobytes()
-        o = self.offsets.tolist()
-        for k, (i, p, w, h, f, s) in enumerate(
-            zip(
-                self.image_ids,
-                self.image_paths,
-                self.widths.tolist(),
-                self.heights.tolist(),
-                self.formats,
-                self.xml_sha256,
-                strict=True,
-            )
-        ):
-            start, end = o[k], o[k + 1]
+        for i, p, w, h, f, s, start, end in self._rows():
             parts += (
                 f"\n{i}\t{p}\t{w}\t{h}\t{f}\t{s}\n".encode(),
                 boxes[16 * start : 16 * end],
