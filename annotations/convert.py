@@ -3,8 +3,10 @@
 Each annotation file is handled independently (``convert_file.convert_one``); worker
 processes take chunks of files (``convert_batch``) and send back one compact
 ``ResultBatch`` per chunk.
-The parent process turns each batch into records as it arrives, then assigns the final
-class indices, builds the splits, and hashes the result.
+The parent process appends each batch to the columns of a ``RecordTable`` as it arrives,
+then assigns the final class indices, sorts the records by id, builds the splits, and
+hashes the result. The image files' sizes and mtimes for the source fingerprint come from
+the images the workers open, so the parent never stats them one by one.
 """
 
 from __future__ import annotations

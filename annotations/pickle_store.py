@@ -22,6 +22,8 @@ PICKLE_PROTOCOL = 4
 
 _ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
     {
+        # Format 1 pickled one ImageRecord per image: admitted so that such a file loads
+        # far enough to be refused by its version number, with the hint to convert again.
         ("annotations.schema", "ImageRecord"),
         ("annotations.schema", "VocDataset"),
         ("annotations.record_table", "RecordTable"),
