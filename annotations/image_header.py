@@ -9,7 +9,7 @@ vouch for by Pillow's ``Image.open``, which reads only the header.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 
@@ -24,9 +24,11 @@ class ImageHeaderError(ValueError):
     """The file is not an image Pillow can identify."""
 
 
-@dataclass(frozen=True)
-class ImageHeader:
-    """``format`` as Pillow names it (``"PNG"``, ``"JPEG"``); ``mode`` as Pillow's mode."""
+class ImageHeader(NamedTuple):
+    """``format`` as Pillow names it (``"PNG"``, ``"JPEG"``); ``mode`` as Pillow's mode.
+
+    A named tuple: one is made per annotation file in the conversion's hot loop.
+    """
 
     format: str
     width: int

@@ -69,8 +69,9 @@ def _scan_images(directory: Path, stat_files: bool) -> list[tuple[str, str]]:
     with os.scandir(directory) as it:
         for e in it:
             name = e.name
-            stem, ext = os.path.splitext(name)
-            if ext.lower() not in _IMAGE_EXTENSIONS:
+            dot = name.rfind(".")  # os.path.splitext, without its call overhead per file
+            stem = name[:dot]
+            if dot < 1 or name[dot:].lower() not in _IMAGE_EXTENSIONS or not stem.strip("."):
                 continue
             if e.is_file(follow_symlinks=False) or (
                 e.is_symlink() and (not stat_files or e.is_file())
