@@ -235,9 +235,9 @@ class _RecordBuilder:
             formats,
             shas,
             counts,
-            np.ascontiguousarray(boxes),
+            boxes,
             labels,
-            np.ascontiguousarray(difficult),
+            difficult,
         )
 
     def dataset(
@@ -347,8 +347,8 @@ def convert_folder(
             f"--on-error must be one of {', '.join(ON_ERROR_MODES)}, got {options.on_error!r}"
         )
     # A previous output can only be reused when it exists; then the fingerprint is needed
-    # before converting. Otherwise it is computed at the end, with the annotation files'
-    # stats taken by the workers from the files they read (no stat per file here).
+    # before converting. Otherwise it is computed at the end, with the annotation and image
+    # files' stats taken by the workers from the files they open (no stat per file here).
     reusable = previous_output is not None and previous_output.is_file()
     folder = discover(voc_root, stat_files=reusable)
     fingerprint_options = {

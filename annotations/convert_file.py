@@ -21,7 +21,7 @@ from pathlib import Path, PurePath
 import numpy as np
 
 from annotations.boxes import clean_object_lists
-from annotations.image_header import ImageHeaderError, read_image_header_fd
+from annotations.image_header import ImageHeader, ImageHeaderError, read_image_header_fd
 from annotations.report import Problem
 from annotations.voc_folder import VocFolder
 from annotations.voc_xml import VocFormatError, parse_voc_xml
@@ -143,16 +143,16 @@ def _best_first(group: tuple[str, ...], filename: str) -> tuple[str, ...]:
 
 def _open_first(
     root: str, names: tuple[str, ...], seen: dict[str, tuple[int, int] | None]
-) -> tuple[str, str, int | OSError] | None:
+) -> tuple[str, str, int] | None:
     for name in names:
         path = os.path.join(root, name)
         try:
             fd = os.open(path, _OPEN_IMAGE)
         except OSError as exc:
-            if exc.errno in _NO_TARGET:
-                seen[name] = None
-                continue
-            return name, path, exc
+            if exc.errno not in _NO_TARGET:
+                raise  # it is there but cannot be read
+            seen[name] = None
+            continue
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
@@ -165,15 +165,17 @@ def _open_first(
 
 def _open_image(
     folder: VocFolder, root: str, stem: str, filename: str, seen: dict[str, tuple[int, int] | None]
-) -> tuple[str, str, int | OSError] | None:
+) -> tuple[str, str, int] | None:
     """The annotation's image: its name, path and open descriptor; None when it has none.
 
     The images with the annotation's own stem are tried first, then those with the stem
     of its ``<filename>``; within each, the one ``<filename>`` names, then the others in
     name order. The first regular file wins: a name whose target is missing or is not a
-    file does not count, as if it were not listed. An image that exists but cannot be
-    opened comes with the ``OSError`` instead of a descriptor. ``seen`` receives each name
-    tried: its ``(size, mtime_ns)``, or None when its target is not a file.
+    file does not count, as if it were not listed. ``seen`` receives each name tried: its
+    ``(size, mtime_ns)``, or None when its target is not a file.
+
+    Raises:
+        OSError: an image that exists could not be opened (e.g. no permission).
     """
     by_stem = folder.images_by_stem
     found = _open_first(root, _best_first(by_stem.get(stem, ()), filename), seen)
@@ -182,6 +184,15 @@ def _open_image(
         if other != stem:
             found = _open_first(root, _best_first(by_stem.get(other, ()), filename), seen)
     return found
+
+
+def _read_header(opened: tuple[str, str, int]) -> ImageHeader:
+    """The header of an image ``_open_image`` opened; closes its descriptor."""
+    _, path, fd = opened
+    try:
+        return read_image_header_fd(fd, path)
+    finally:
+        os.close(fd)
 
 
 _READ_SIZE = 1 << 16
@@ -237,8 +248,14 @@ def _convert_into(
     problems = [
         Problem("bad_object", name, i.message, "object skipped", i.index) for i in raw.issues
     ]
-    opened = _open_image(folder, root, stem, raw.filename, out.image_stats)
-    if opened is None:
+    try:
+        opened = _open_image(folder, root, stem, raw.filename, out.image_stats)
+        found = None if opened is None else (opened[0], _read_header(opened))
+    except (ImageHeaderError, OSError) as exc:
+        problem = Problem("unreadable_image", name, str(exc), "file skipped")
+        out.add(stem, None, 0, 0, "", xml, _NO_OBJECTS, [problem])
+        return
+    if found is None:
         where = folder.image_dir.relative_to(folder.root).as_posix()
         problem = Problem(
             "missing_image",
@@ -248,18 +265,7 @@ def _convert_into(
         )
         out.add(stem, None, 0, 0, "", xml, _NO_OBJECTS, [problem])
         return
-    image_rel, image_path, fd = opened
-    try:
-        if isinstance(fd, OSError):
-            raise fd
-        try:
-            header = read_image_header_fd(fd, image_path)
-        finally:
-            os.close(fd)
-    except (ImageHeaderError, OSError) as exc:
-        problem = Problem("unreadable_image", name, str(exc), "file skipped")
-        out.add(stem, None, 0, 0, "", xml, _NO_OBJECTS, [problem])
-        return
+    image_rel, header = found
     if (raw.width, raw.height) != (header.width, header.height):
         written = (
             "missing" if raw.width is None or raw.height is None else (f"{raw.width}x{raw.height}")

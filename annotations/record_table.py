@@ -206,8 +206,11 @@ class RecordTable(Sequence[ImageRecord]):
     def hash_into(self, parts: list[bytes]) -> None:
         """Append the records' part of ``schema.compute_content_hash`` to ``parts``.
 
-        The bytes are exactly those the per-record loop there appends, taken as slices of
-        each column's bytes instead of one small array per record.
+        Per record, in order: a line ``\n{id}\t{path}\t{width}\t{height}\t{format}\t
+        {xml_sha256}\n``, then its boxes as little-endian float32, its labels as
+        little-endian int64 and its difficult flags as bytes. These are the bytes format
+        1 hashed record by record, so a dataset's hash did not change with the layout; they
+        are taken here as slices of each column's bytes.
         """
         boxes = np.ascontiguousarray(self.boxes, dtype="<f4").tobytes()
         labels = np.ascontiguousarray(self.labels, dtype="<i8").tobytes()

@@ -133,17 +133,7 @@ def compute_content_hash(
 
     # One sha256 over the concatenated parts (the digest equals feeding them one by one).
     parts = [f"v{HASH_VERSION}\n".encode(), "\n".join(classes).encode("utf-8")]
-    if isinstance(records, RecordTable):
-        records.hash_into(parts)  # the same bytes, from the columns
-        records = ()
-    for r in records:
-        parts += (
-            f"\n{r.image_id}\t{r.image_path}\t{r.width}\t{r.height}\t{r.image_format}\t"
-            f"{r.xml_sha256}\n".encode(),
-            np.ascontiguousarray(r.boxes, dtype="<f4").tobytes(),
-            np.ascontiguousarray(r.labels, dtype="<i8").tobytes(),
-            np.ascontiguousarray(r.difficult, dtype=np.bool_).tobytes(),
-        )
+    RecordTable.from_records(records).hash_into(parts)  # a no-op wrap for a dataset's table
     for name in sorted(splits):
         parts.append(f"\n[{name}]\n".encode() + "\n".join(splits[name]).encode("utf-8"))
     return hashlib.sha256(b"".join(parts)).hexdigest()
