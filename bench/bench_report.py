@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
+import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 
@@ -19,6 +22,26 @@ def machine_description() -> str:
     return (
         f"nproc {len(os.sched_getaffinity(0))}, {model}, "
         f"Python {platform.python_version()} ({platform.system()} {platform.machine()})"
+    )
+
+
+def load_note() -> str:
+    """The 1-minute load average now, for a section's Load line (taken before the run)."""
+    return f"1-minute load average {os.getloadavg()[0]:.2f} before the run"
+
+
+def run_lines(load: str, machine: str | None = None) -> str:
+    """The Machine, Load, Command and Date lines that end a section (date as ``date -u``).
+
+    ``machine`` defaults to ``machine_description()``; the command is this process's.
+    """
+    date = datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")
+    command = shlex.join(["python", *sys.argv])
+    return (
+        f"- Machine: {machine or machine_description()}\n"
+        f"- Load: {load}\n"
+        f"- Command: `{command}`\n"
+        f"- Date: {date}\n"
     )
 
 

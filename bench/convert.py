@@ -24,7 +24,6 @@ import gc
 import math
 import os
 import pickle
-import shlex
 import shutil
 import statistics
 import sys
@@ -33,10 +32,9 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-from bench_report import machine_description, write_section
+from bench_report import load_note, machine_description, run_lines, write_section
 
 from annotations.convert import convert_folder
 from annotations.pickle_store import dump_dataset
@@ -272,8 +270,6 @@ def verdict(rows: list[Row], files: int) -> str:
 
 def section_text(table: str, corpus: Corpus, repeats: int, summary: str, load: str) -> str:
     """The ``## Convert throughput`` section for BENCHMARKS.md; ``load`` is the load note."""
-    date = datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")  # `date -u`
-    command = shlex.join(["python", *sys.argv])
     sources = ", ".join(p.name for p in DEFAULT_SOURCES)
     return (
         f"{SECTION_HEADING}\n\n"
@@ -286,10 +282,7 @@ def section_text(table: str, corpus: Corpus, repeats: int, summary: str, load: s
         f"converter first (page cache warm), then {repeats} alternating rounds.\n\n"
         f"{table}\n\n"
         f"{summary}\n\n"
-        f"- Machine: {machine_description()}\n"
-        f"- Load: {load}\n"
-        f"- Command: `{command}`\n"
-        f"- Date: {date}\n"
+        f"{run_lines(load)}"
     )
 
 
@@ -343,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"--write records only the default sources with --min-files >= {MIN_RECORDED_FILES:,}"
         )
-    load = f"1-minute load average {os.getloadavg()[0]:.2f} before the run"
+    load = load_note()
     workdir = Path(tempfile.mkdtemp(prefix="prodet-bench-convert-", dir=args.workdir))
     try:
         started = time.perf_counter()

@@ -37,17 +37,15 @@ import argparse
 import hashlib
 import multiprocessing
 import os
-import shlex
 import shutil
 import statistics
 import sys
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 from struct import unpack_from
 
 import numpy as np
-from bench_report import machine_description, write_section
+from bench_report import load_note, run_lines, write_section
 from convert import (
     DEFAULT_SOURCES,
     MIN_RECORDED_FILES,
@@ -63,6 +61,7 @@ from convert import (
 from lxml import etree
 
 from annotations.convert import convert_folder
+from annotations.fast_header import JPEG_MAGIC, JPEG_SOF, PNG_MAGIC
 from annotations.pickle_store import dump_dataset, load_dataset
 from annotations.record_table import RecordTable
 from annotations.schema import BACKGROUND, FORMAT_VERSION, VocDataset, compute_content_hash
@@ -99,8 +98,6 @@ _FIELDS = etree.XSLT(
     )
 )
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_JPEG_SOF = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), 0xCD, 0xCE})
 _OBJECT_LINES = 6
 
 
@@ -110,14 +107,14 @@ class FloorError(RuntimeError):
 
 def _image_size(head: bytes, name: str) -> tuple[str, int, int] | None:
     """``(format, width, height)`` from a PNG's IHDR or a JPEG's first SOF; None: read more."""
-    if head.startswith(_PNG_MAGIC):
+    if head.startswith(PNG_MAGIC):
         width, height = unpack_from(">II", head, 16)
         return "PNG", width, height
-    if not head.startswith(b"\xff\xd8"):
+    if not head.startswith(JPEG_MAGIC):
         raise FloorError(f"{name}: neither PNG nor JPEG")
     pos = 2
     while pos + 9 <= len(head):
-        if head[pos + 1] in _JPEG_SOF:
+        if head[pos + 1] in JPEG_SOF:
             height, width = unpack_from(">HH", head, pos + 5)
             return "JPEG", width, height
         pos += 2 + unpack_from(">H", head, pos + 2)[0]
@@ -300,10 +297,10 @@ def check_same_as_prodet(corpus: Corpus) -> str:
     return floor.content_hash
 
 
-def section_text(table: str, corpus: Corpus, repeats: int, verdict: str, digest: str) -> str:
+def section_text(
+    table: str, corpus: Corpus, repeats: int, verdict: str, digest: str, load: str
+) -> str:
     """The BENCHMARKS.md section."""
-    date = datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")
-    command = shlex.join(["python", *sys.argv])
     return (
         f"{SECTION_HEADING}\n\n"
         f"The floor (`bench/convert_floor.py`): a converter that does only what each record "
@@ -315,9 +312,7 @@ def section_text(table: str, corpus: Corpus, repeats: int, verdict: str, digest:
         f"({corpus.files:,} files, {corpus.objects:,} objects), one warm-up pass each, "
         f"{repeats} alternating rounds, each time including writing the pickle.\n\n"
         f"{table}\n\n{verdict}\n\n"
-        f"- Machine: {machine_description()}\n"
-        f"- Command: `{command}`\n"
-        f"- Date: {date}\n"
+        f"{run_lines(load)}"
     )
 
 
@@ -329,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
+    load = load_note()
     workdir = Path(tempfile.mkdtemp(prefix="prodet-bench-floor-"))
     try:
         corpus = build_corpus(DEFAULT_SOURCES, MIN_RECORDED_FILES, workdir)
@@ -354,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table, verdict, sep="\n\n")
     if args.write:
         write_section(
-            args.write, SECTION_HEADING, section_text(table, corpus, args.repeats, verdict, digest)
+            args.write,
+            SECTION_HEADING,
+            section_text(table, corpus, args.repeats, verdict, digest, load),
         )
         print(f"wrote the '{SECTION_HEADING}' section of {args.write}")
     return 0

@@ -19,17 +19,14 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
-from bench_report import machine_description, write_section
+from bench_report import load_note, machine_description, run_lines, write_section
 
 from annotations.convert import convert_folder
 from annotations.pickle_store import dump_dataset
@@ -116,8 +113,6 @@ def describe_images(dataset: DetectionDataset) -> str:
 
 def section_text(table: str, images: str, args: argparse.Namespace, load: str) -> str:
     """The ``## Data loading`` section for BENCHMARKS.md."""
-    date = datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")
-    command = shlex.join(["python", *sys.argv])
     return (
         f"{SECTION_HEADING}\n\n"
         f"`DetectionDataset` + `build_loader` with the `ssd` preset (photometric distortion, "
@@ -127,10 +122,7 @@ def section_text(table: str, images: str, args: argparse.Namespace, load: str) -
         f"unmeasured warm-up pass per configuration, then {args.repeats} timed passes; the "
         f"worker loader keeps its workers between passes.\n\n"
         f"{table}\n\n"
-        f"- Machine: {machine_description()}\n"
-        f"- Load: {load}\n"
-        f"- Command: `{command}`\n"
-        f"- Date: {date}\n"
+        f"{run_lines(load)}"
     )
 
 
@@ -156,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.size, args.workers, args.batch_size, args.repeats) < 1:
         parser.error("--size, --workers, --batch-size and --repeats must be at least 1")
-    load = f"1-minute load average {os.getloadavg()[0]:.2f} before the run"
+    load = load_note()
     with tempfile.TemporaryDirectory(prefix="prodet-bench-loading-") as workdir:
         dataset = build_dataset(args.source, Path(workdir) / "dataset.pkl", args.size)
         rows = [

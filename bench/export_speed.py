@@ -22,20 +22,18 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shlex
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
-from bench_report import write_section
+from bench_report import load_note, run_lines, write_section
 
 from annotations.pickle_store import load_dataset
 from datasets.detection_dataset import DetectionDataset
@@ -196,8 +194,6 @@ def machine_description() -> str:
 
 
 def section_text(table: str, args: argparse.Namespace, load: str, images: int) -> str:
-    date = datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")
-    command = shlex.join(["python", *sys.argv])
     checkpoints = "; ".join(describe(p) for p in args.checkpoints)
     return (
         f"{SECTION_HEADING}\n\n"
@@ -209,10 +205,7 @@ def section_text(table: str, args: argparse.Namespace, load: str, images: int) -
         "export` (box decoding and NMS inside, parity gate passed); int8 is onnxruntime's "
         "static QDQ quantisation, calibrated on 64 training images. mAP over the whole "
         f"split.\n\n{table}\n\n"
-        f"- Machine: {machine_description()}\n"
-        f"- Load: {load}\n"
-        f"- Command: `{command}`\n"
-        f"- Date: {date}\n"
+        f"{run_lines(load, machine_description())}"
     )
 
 
@@ -244,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.threads = sorted(set(args.threads))
     torch.set_num_threads(args.threads[0])  # untimed work: exports, gates, mAP
-    load = f"1-minute load average {os.getloadavg()[0]:.2f} before the run"
+    load = load_note()
     engines: list[Engine] = []
     with tempfile.TemporaryDirectory(prefix="prodet-bench-export-") as workdir:
         for path in args.checkpoints:
