@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from annotations.report import Problem
-from annotations.voc_xml import RawObject
+from prodet.annotations.report import Problem
+from prodet.annotations.voc_xml import RawObject
 
 EDGE_TOLERANCE = 1.0
 MIN_SIDE = 1.0  # a kept box is at least one pixel wide and high

@@ -9,12 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from annotations.boxes import ON_ERROR_MODES
-from annotations.coco import write_coco
-from annotations.convert import ConvertOptions, convert_folder
-from annotations.pickle_store import dump_dataset
-from annotations.report import write_report
-from annotations.voc_folder import VocFolderError
+from prodet.annotations.boxes import ON_ERROR_MODES
+from prodet.annotations.coco import write_coco
+from prodet.annotations.convert import ConvertOptions, convert_folder
+from prodet.annotations.pickle_store import dump_dataset
+from prodet.annotations.report import write_report
+from prodet.annotations.voc_folder import VocFolderError
 
 MAX_PROBLEM_LINES = 20
 

@@ -12,8 +12,8 @@ import json
 import os
 from typing import Any
 
-from annotations.atomic import atomic_write_bytes
-from annotations.schema import VocDataset
+from prodet.annotations.atomic import atomic_write_bytes
+from prodet.annotations.schema import VocDataset
 
 
 def to_coco(dataset: VocDataset, split: str | None = None) -> dict[str, Any]:

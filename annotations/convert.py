@@ -21,33 +21,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
-
-from annotations import __version__
-from annotations.boxes import ON_ERROR_MODES
-from annotations.convert_file import (
+from prodet.annotations.boxes import ON_ERROR_MODES
+from prodet.annotations.convert_file import (
     ConvertOptions,
     FileResult,
     ResultBatch,
     convert_batch,
     convert_one,
 )
-from annotations.pickle_store import DatasetFileError, UnsafePickleError, load_dataset
-from annotations.record_table import RecordTable
-from annotations.report import ConversionSummary, Problem, count_problems
-from annotations.schema import (
+from prodet.annotations.pickle_store import DatasetFileError, UnsafePickleError, load_dataset
+from prodet.annotations.record_table import RecordTable
+from prodet.annotations.report import ConversionSummary, Problem, count_problems
+from prodet.annotations.schema import (
     BACKGROUND,
     FORMAT_VERSION,
     VocDataset,
     compute_content_hash,
 )
-from annotations.voc_folder import (
+from prodet.annotations.voc_folder import (
     VocFolder,
     discover,
     fingerprint,
     read_splits,
     with_file_stats,
 )
+from tqdm import tqdm
+
+from prodet import __version__
 
 __all__ = [
     "ConversionResult",

@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 import numpy as np
-
-from annotations.boxes import clean_object_lists
-from annotations.image_header import ImageHeader, ImageHeaderError, read_image_header_fd
-from annotations.report import Problem
-from annotations.voc_folder import VocFolder
-from annotations.voc_xml import VocFormatError, parse_voc_xml
+from prodet.annotations.boxes import clean_object_lists
+from prodet.annotations.image_header import ImageHeader, ImageHeaderError, read_image_header_fd
+from prodet.annotations.report import Problem
+from prodet.annotations.voc_folder import VocFolder
+from prodet.annotations.voc_xml import VocFormatError, parse_voc_xml
 
 
 @dataclass(frozen=True)

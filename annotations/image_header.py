@@ -12,8 +12,7 @@ import os
 from typing import NamedTuple
 
 from PIL import Image, UnidentifiedImageError
-
-from annotations.fast_header import read_fast_header, read_fast_header_fd
+from prodet.annotations.fast_header import read_fast_header, read_fast_header_fd
 
 # Restrict Pillow's format probing to formats a detection dataset plausibly holds; this
 # skips probing dozens of exotic plugins for every file.

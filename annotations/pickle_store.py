@@ -14,9 +14,9 @@ import os
 import pickle
 from pathlib import Path
 
-from annotations.atomic import atomic_write_bytes
-from annotations.record_table import RecordTable
-from annotations.schema import FORMAT_VERSION, VocDataset, compute_content_hash
+from prodet.annotations.atomic import atomic_write_bytes
+from prodet.annotations.record_table import RecordTable
+from prodet.annotations.schema import FORMAT_VERSION, VocDataset, compute_content_hash
 
 PICKLE_PROTOCOL = 4
 
@@ -24,9 +24,9 @@ _ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
     {
         # Format 1 pickled one ImageRecord per image: admitted so that such a file loads
         # far enough to be refused by its version number, with the hint to convert again.
-        ("annotations.schema", "ImageRecord"),
-        ("annotations.schema", "VocDataset"),
-        ("annotations.record_table", "RecordTable"),
+        ("prodet.annotations.schema", "ImageRecord"),
+        ("prodet.annotations.schema", "VocDataset"),
+        ("prodet.annotations.record_table", "RecordTable"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("numpy.core.multiarray", "_reconstruct"),
@@ -35,6 +35,14 @@ _ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
         ("numpy._core.multiarray", "scalar"),
     }
 )
+
+
+# Datasets written before the stages moved under the `prodet` namespace name the schema's
+# modules without the prefix; they are the same classes, so such files still load.
+_RENAMED_MODULES: dict[str, str] = {
+    "annotations.schema": "prodet.annotations.schema",
+    "annotations.record_table": "prodet.annotations.record_table",
+}
 
 
 class UnsafePickleError(pickle.UnpicklingError):
@@ -51,6 +59,7 @@ class _SchemaUnpickler(pickle.Unpickler):
         self._source = source
 
     def find_class(self, module: str, name: str) -> type:
+        module = _RENAMED_MODULES.get(module, module)
         if (module, name) not in _ALLOWED_GLOBALS:
             raise UnsafePickleError(
                 f"{self._source}: refusing to load: the pickle references {module}.{name}, "

@@ -31,8 +31,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
 import numpy as np
-
-from annotations.schema import ImageRecord
+from prodet.annotations.schema import ImageRecord
 
 _STR_COLUMNS = ("image_ids", "image_paths", "formats", "xml_sha256")
 

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from annotations.atomic import atomic_write_bytes
+from prodet.annotations.atomic import atomic_write_bytes
 
 # Problem kinds. "error" kinds make a ``--on-error fail`` run fail; the others are fixed
 # the same way in every mode and only reported.

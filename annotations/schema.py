@@ -101,7 +101,7 @@ class VocDataset:
     content_hash: str = ""
 
     def __post_init__(self) -> None:
-        from annotations.record_table import RecordTable  # it builds on ImageRecord
+        from prodet.annotations.record_table import RecordTable  # it builds on ImageRecord
 
         if not isinstance(self.records, RecordTable):
             object.__setattr__(self, "records", RecordTable.from_records(self.records))
@@ -129,7 +129,7 @@ def compute_content_hash(
     splits: dict[str, tuple[str, ...]],
 ) -> str:
     """sha256 over everything a model depends on, independent of pickle's byte layout."""
-    from annotations.record_table import RecordTable
+    from prodet.annotations.record_table import RecordTable
 
     # One sha256 over the concatenated parts (the digest equals feeding them one by one).
     parts = [f"v{HASH_VERSION}\n".encode(), "\n".join(classes).encode("utf-8")]

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from annotations.synthetic import generate_shelf_dataset
+from prodet.annotations.synthetic import generate_shelf_dataset
 
 
 def parse_size(text: str) -> tuple[int, int]:

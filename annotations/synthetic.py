@@ -25,17 +25,16 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-from tqdm import tqdm
-
-from annotations.occlusion import VisibilityMap, voc_flags
-from annotations.synthetic_products import (
+from prodet.annotations.occlusion import VisibilityMap, voc_flags
+from prodet.annotations.synthetic_products import (
     DISTRACTORS,
     PRODUCTS,
     ProductKind,
     draw_fitted_text,
     draw_product,
 )
-from annotations.voc_writer import VocObject, annotation_xml, write_image_sets
+from prodet.annotations.voc_writer import VocObject, annotation_xml, write_image_sets
+from tqdm import tqdm
 
 SHELF_CLASSES: tuple[str, ...] = tuple(kind.name for kind in PRODUCTS)
 TEST_EVERY = 5

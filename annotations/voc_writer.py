@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lxml import etree
-
-from annotations.boxes import xyxy_to_voc
+from prodet.annotations.boxes import xyxy_to_voc
 
 
 @dataclass(frozen=True)

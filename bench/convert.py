@@ -35,9 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench_report import load_note, machine_description, run_lines, write_section
-
-from annotations.convert import convert_folder
-from annotations.pickle_store import dump_dataset
+from prodet.annotations.convert import convert_folder
+from prodet.annotations.pickle_store import dump_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCES = tuple(

@@ -59,13 +59,12 @@ from convert import (
     prodet_converter,
 )
 from lxml import etree
-
-from annotations.convert import convert_folder
-from annotations.fast_header import JPEG_MAGIC, JPEG_SOF, PNG_MAGIC
-from annotations.pickle_store import dump_dataset, load_dataset
-from annotations.record_table import RecordTable
-from annotations.schema import BACKGROUND, FORMAT_VERSION, VocDataset, compute_content_hash
-from annotations.voc_folder import read_splits
+from prodet.annotations.convert import convert_folder
+from prodet.annotations.fast_header import JPEG_MAGIC, JPEG_SOF, PNG_MAGIC
+from prodet.annotations.pickle_store import dump_dataset, load_dataset
+from prodet.annotations.record_table import RecordTable
+from prodet.annotations.schema import BACKGROUND, FORMAT_VERSION, VocDataset, compute_content_hash
+from prodet.annotations.voc_folder import read_splits
 
 SECTION_HEADING = "## Convert: the floor on this machine"
 PARSE_BATCH = 128  # files per lxml document

@@ -27,13 +27,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench_report import load_note, machine_description, run_lines, write_section
-
-from annotations.convert import convert_folder
-from annotations.pickle_store import dump_dataset
-from datasets.augment import build_transform
-from datasets.detection_dataset import DetectionDataset
-from datasets.image_io import decode_image
-from datasets.loader import build_loader
+from prodet.annotations.convert import convert_folder
+from prodet.annotations.pickle_store import dump_dataset
+from prodet.datasets.augment import build_transform
+from prodet.datasets.detection_dataset import DetectionDataset
+from prodet.datasets.image_io import decode_image
+from prodet.datasets.loader import build_loader
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO_ROOT.parent / "shared" / "data" / "groceries25_voc"

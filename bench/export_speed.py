@@ -34,16 +34,15 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from bench_report import load_note, run_lines, write_section
-
-from annotations.pickle_store import load_dataset
-from datasets.detection_dataset import DetectionDataset
-from detection.checkpoint import load_checkpoint
-from detection.checkpoint_eval import eval_transform, model_from_checkpoint
-from detection.evaluate import evaluate_model
-from export.onnx_evaluate import eval_dataset, evaluate_session
-from export.onnx_export import checkpoint_val_map
-from export.ort_runner import open_session, run_batches
-from export.pipeline import ExportOptions, export_checkpoint
+from prodet.annotations.pickle_store import load_dataset
+from prodet.datasets.detection_dataset import DetectionDataset
+from prodet.detection.checkpoint import load_checkpoint
+from prodet.detection.checkpoint_eval import eval_transform, model_from_checkpoint
+from prodet.detection.evaluate import evaluate_model
+from prodet.export.onnx_evaluate import eval_dataset, evaluate_session
+from prodet.export.onnx_export import checkpoint_val_map
+from prodet.export.ort_runner import open_session, run_batches
+from prodet.export.pipeline import ExportOptions, export_checkpoint
 
 SECTION_HEADING = "## Export speed"
 BATCH_SIZES = (1, 8)

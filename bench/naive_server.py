@@ -15,9 +15,8 @@ import numpy as np
 import torch
 from fastapi import FastAPI, Request
 from PIL import Image
-
-from detection.checkpoint import load_checkpoint
-from detection.checkpoint_eval import eval_transform, model_from_checkpoint
+from prodet.detection.checkpoint import load_checkpoint
+from prodet.detection.checkpoint_eval import eval_transform, model_from_checkpoint
 
 _checkpoint = load_checkpoint(os.environ["PRODET_NAIVE_CHECKPOINT"])
 _model, _ = model_from_checkpoint(_checkpoint)

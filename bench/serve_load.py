@@ -35,10 +35,10 @@ from bench_report import machine_description, write_section
 from load_client import LevelStats, build_request, run_level
 from serve_peers import naive_server, peak_rss_mib, raw_onnxruntime
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from prodet.live_server import live_server
 
-from tests.serve.live_server import live_server  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+
 
 SECTION = "## Serving latency"
 RAW_LABELS = (

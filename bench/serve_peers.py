@@ -26,13 +26,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from prodet.serve.model_runner import ModelRunner
+from prodet.serve.preprocess import boxes_to_original, prepare_image
+
+from prodet.live_server import clean_environment, free_port
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from serve.model_runner import ModelRunner  # noqa: E402
-from serve.preprocess import boxes_to_original, prepare_image  # noqa: E402
-from tests.serve.live_server import clean_environment, free_port  # noqa: E402
 
 MAX_PIXELS = 40_000_000
 

@@ -56,7 +56,7 @@ HEAD_FLAGS: dict[str, list[str]] = {"ssd": [], "fast_rcnn": []}
 
 def prodet(*args: str) -> str:
     """Run ``prodet`` (this interpreter's) and return its stdout; raise on failure."""
-    cmd = [sys.executable, "-m", "annotations.commands", *args]
+    cmd = [sys.executable, "-m", "prodet", *args]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")

@@ -54,16 +54,15 @@ import albumentations as A
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
-
-from datasets.letterbox import (
+from prodet.datasets.letterbox import (
     ResizeGeometry,
     ResizeMode,
     check_resize_mode,
     resize_geometry,
     resize_transforms,
 )
-from datasets.min_iou_crop import MinIoURandomCrop
-from datasets.zoom_out import ZoomOut
+from prodet.datasets.min_iou_crop import MinIoURandomCrop
+from prodet.datasets.zoom_out import ZoomOut
 
 PRESETS: tuple[str, ...] = ("eval", "light", "scale", "ssd")
 # Other images a mosaic sample combines with its own (a 2x2 grid).

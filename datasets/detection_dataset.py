@@ -29,12 +29,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from prodet.annotations.pickle_store import load_dataset
+from prodet.annotations.schema import ImageRecord, VocDataset
+from prodet.datasets.augment import DetectionTransform
+from prodet.datasets.image_io import AlphaMode, decode_image
 from torch.utils.data import Dataset
-
-from annotations.pickle_store import load_dataset
-from annotations.schema import ImageRecord, VocDataset
-from datasets.augment import DetectionTransform
-from datasets.image_io import AlphaMode, decode_image
 
 Target = dict[str, Any]
 log = logging.getLogger(__name__)

@@ -27,12 +27,8 @@ from itertools import pairwise
 from pathlib import Path
 
 import timm
-from torch import Tensor, nn
-from torchvision import models
-from torchvision.models import WeightsEnum
-
-from detection.freezing import freeze_stages
-from detection.weights import (
+from prodet.detection.freezing import freeze_stages
+from prodet.detection.weights import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     efficientnet_lite0_weights_file,
@@ -42,6 +38,9 @@ from detection.weights import (
     load_weights_file,
     normalisation,
 )
+from torch import Tensor, nn
+from torchvision import models
+from torchvision.models import WeightsEnum
 
 STAGE_STRIDES: tuple[int, ...] = (2, 4, 8, 16, 32)
 DEFAULT_OUT_INDICES: tuple[int, ...] = (2, 3, 4)

@@ -26,8 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from annotations.atomic import atomic_write_bytes
+from prodet.annotations.atomic import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "prodet-checkpoint"
 CHECKPOINT_VERSION = 1

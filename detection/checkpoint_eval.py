@@ -7,17 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from prodet.annotations.pickle_store import load_dataset
+from prodet.datasets.augment import DetectionTransform, build_transform
+from prodet.datasets.detection_dataset import DetectionDataset
+from prodet.detection.checkpoint import load_checkpoint
+from prodet.detection.config import TrainConfig, load_config
+from prodet.detection.evaluate import evaluate_model, write_evaluation_files
+from prodet.detection.model_factory import build_model
+from prodet.detection.pr_plots import per_class_table
+from prodet.detection.proposals import proposal_fn
 from torch import nn
-
-from annotations.pickle_store import load_dataset
-from datasets.augment import DetectionTransform, build_transform
-from datasets.detection_dataset import DetectionDataset
-from detection.checkpoint import load_checkpoint
-from detection.config import TrainConfig, load_config
-from detection.evaluate import evaluate_model, write_evaluation_files
-from detection.model_factory import build_model
-from detection.pr_plots import per_class_table
-from detection.proposals import proposal_fn
 
 
 def inference_overrides(flat_config: dict[str, Any], proposals: int | None) -> dict[str, Any]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+# (model.onnx, dataset.pkl, split, out folder, *, batch_size) -> the evaluation summary.
+OnnxEvaluator = Callable[..., dict[str, Any]]
 
 # Flags that map one-to-one onto config keys: flag -> (config key, type, help).
 _FLAG_KEYS: dict[str, tuple[str, type, str]] = {
@@ -75,7 +78,7 @@ def _train_parser() -> argparse.ArgumentParser:
 def train_main(argv: list[str]) -> int:
     args = _train_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from detection.config import load_config, parse_overrides
+    from prodet.detection.config import load_config, parse_overrides
 
     overrides: dict[str, Any] = {}
     for flag, (key, _, _) in _FLAG_KEYS.items():
@@ -91,7 +94,7 @@ def train_main(argv: list[str]) -> int:
         config = load_config(args.config, overrides)
         if not config.data:
             raise ValueError("--data is required: the dataset .pkl written by `prodet convert`")
-        from detection.trainer import fit
+        from prodet.detection.trainer import fit
 
         result = fit(config, resume=args.resume, progress=not args.quiet and sys.stderr.isatty())
     except (ValueError, FileNotFoundError) as exc:
@@ -145,7 +148,9 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     return p
 
 
-def evaluate_main(argv: list[str]) -> int:
+def evaluate_main(argv: list[str], *, evaluate_onnx: OnnxEvaluator | None = None) -> int:
+    """``prodet evaluate``; ``--onnx`` runs ``evaluate_onnx``, which the command layer
+    injects (ONNX evaluation belongs to the later export stage)."""
     args = _evaluate_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     if (args.checkpoint is None) == (args.onnx is None):
@@ -153,14 +158,15 @@ def evaluate_main(argv: list[str]) -> int:
         return 2
     try:
         if args.onnx is not None:
-            # export is a later stage: imported by name only when asked for.
-            onnx_evaluate = importlib.import_module("export.onnx_evaluate")
+            if evaluate_onnx is None:
+                print("prodet evaluate: --onnx needs the export stage", file=sys.stderr)
+                return 2
             out = args.out or args.onnx.parent / f"eval-{args.onnx.stem}-{args.split}"
-            summary = onnx_evaluate.evaluate_onnx(
+            summary = evaluate_onnx(
                 args.onnx, args.data, args.split, out, batch_size=args.batch_size
             )
         else:
-            from detection.checkpoint_eval import evaluate_checkpoint
+            from prodet.detection.checkpoint_eval import evaluate_checkpoint
 
             out = args.out or args.checkpoint.parent / f"eval-{args.split}"
             summary = evaluate_checkpoint(

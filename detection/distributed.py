@@ -1,6 +1,6 @@
 """Distributed data parallel through ``torchrun`` (multi-GPU and multi-node).
 
-``torchrun --nproc_per_node=N -m annotations.commands train ...`` sets ``RANK``,
+``torchrun --nproc_per_node=N -m prodet train ...`` sets ``RANK``,
 ``WORLD_SIZE`` and ``LOCAL_RANK``; ``setup`` then joins the process group (NCCL on CUDA,
 gloo on CPU), each rank reads its own shard of every epoch through a
 ``DistributedSampler``, and only rank 0 evaluates, logs and writes checkpoints. Without

@@ -16,13 +16,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from prodet.datasets.letterbox import boxes_to_original
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
-
-from datasets.letterbox import boxes_to_original
 
 # Per batch: the loader's targets and the input side -> per image [P, 4] proposals.
 ProposalFn = Callable[[Sequence[Mapping[str, Any]], int], list[Tensor]]

@@ -14,15 +14,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from prodet.annotations.schema import ImageRecord
+from prodet.datasets.detection_dataset import DetectionDataset
+from prodet.datasets.loader import build_loader
+from prodet.detection.engine import ProposalFn, predict
+from prodet.detection.metrics_coco import CocoResult, coco_results, evaluate_coco
+from prodet.detection.metrics_voc import VocResult, evaluate_voc
+from prodet.detection.pr_plots import write_evaluation
 from torch import nn
-
-from annotations.schema import ImageRecord
-from datasets.detection_dataset import DetectionDataset
-from datasets.loader import build_loader
-from detection.engine import ProposalFn, predict
-from detection.metrics_coco import CocoResult, coco_results, evaluate_coco
-from detection.metrics_voc import VocResult, evaluate_voc
-from detection.pr_plots import write_evaluation
 
 
 @dataclass(frozen=True)

@@ -34,10 +34,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from prodet.detection.metrics_voc import (
+    check_class_names,
+    validate_ground_truth,
+    validate_predictions,
+)
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-
-from detection.metrics_voc import check_class_names, validate_ground_truth, validate_predictions
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,9 @@ come from the checkpoint, so the backbone is built without loading any file).
 
 from __future__ import annotations
 
+from prodet.detection.backbones import DEFAULT_OUT_INDICES, Backbone, build_backbone
+from prodet.detection.config import HEADS, TrainConfig
 from torch import nn
-
-from detection.backbones import DEFAULT_OUT_INDICES, Backbone, build_backbone
-from detection.config import HEADS, TrainConfig
 
 
 def _backbone_weights(config: TrainConfig, pretrained: bool) -> tuple[str | None, str | None]:
@@ -41,7 +40,7 @@ def build_model(config: TrainConfig, num_classes: int, *, pretrained: bool = Tru
         frozen_bn=config.frozen_bn,
     )
     if config.head == "ssd":
-        from detection.ssd import build_ssd
+        from prodet.detection.ssd import build_ssd
 
         s = config.ssd
         return build_ssd(
@@ -56,7 +55,7 @@ def build_model(config: TrainConfig, num_classes: int, *, pretrained: bool = Tru
             nms_thresh=s.nms_thresh,
             detections_per_img=s.detections_per_img,
         )
-    from detection.fast_rcnn import build_fast_rcnn
+    from prodet.detection.fast_rcnn import build_fast_rcnn
 
     f = config.fast_rcnn
     return build_fast_rcnn(

@@ -25,10 +25,9 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-
-from annotations.atomic import atomic_write_bytes
-from detection.metrics_coco import CocoResult
-from detection.metrics_voc import VocResult, precision_envelope
+from prodet.annotations.atomic import atomic_write_bytes
+from prodet.detection.metrics_coco import CocoResult
+from prodet.detection.metrics_voc import VocResult, precision_envelope
 
 PANEL_COLUMNS = 4
 

@@ -36,9 +36,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from prodet.annotations.atomic import atomic_write_bytes
 from torch import Tensor
-
-from annotations.atomic import atomic_write_bytes
 
 
 def _check_boxes(image_id: str, boxes: np.ndarray) -> np.ndarray:

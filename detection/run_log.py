@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from annotations.atomic import atomic_write_bytes
+from prodet.annotations.atomic import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 

@@ -24,25 +24,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from prodet.annotations.atomic import atomic_write_bytes
+from prodet.annotations.pickle_store import load_dataset
+from prodet.annotations.schema import VocDataset
+from prodet.datasets.augment import build_transform
+from prodet.datasets.detection_dataset import DetectionDataset, split_ids
+from prodet.datasets.loader import build_loader
+from prodet.detection import distributed
+from prodet.detection.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from prodet.detection.config import NO_VALIDATION, TrainConfig, config_to_yaml
+from prodet.detection.engine import train_one_epoch
+from prodet.detection.evaluate import evaluate_model
+from prodet.detection.model_factory import build_model, find_backbone
+from prodet.detection.param_groups import param_groups
+from prodet.detection.proposals import proposal_fn
+from prodet.detection.run_log import TensorBoardLog, plot_curves, write_metrics_csv
+from prodet.detection.schedule import LrPlan, build_scheduler
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-from annotations.atomic import atomic_write_bytes
-from annotations.pickle_store import load_dataset
-from annotations.schema import VocDataset
-from datasets.augment import build_transform
-from datasets.detection_dataset import DetectionDataset, split_ids
-from datasets.loader import build_loader
-from detection import distributed
-from detection.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from detection.config import NO_VALIDATION, TrainConfig, config_to_yaml
-from detection.engine import train_one_epoch
-from detection.evaluate import evaluate_model
-from detection.model_factory import build_model, find_backbone
-from detection.param_groups import param_groups
-from detection.proposals import proposal_fn
-from detection.run_log import TensorBoardLog, plot_curves, write_metrics_csv
-from detection.schedule import LrPlan, build_scheduler
 
 logger = logging.getLogger(__name__)
 

@@ -64,8 +64,8 @@ def _parser() -> argparse.ArgumentParser:
 def export_main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    from export.parity import ParityError
-    from export.pipeline import ExportOptions, export_checkpoint
+    from prodet.export.parity import ParityError
+    from prodet.export.pipeline import ExportOptions, export_checkpoint
 
     options = ExportOptions(
         batch=args.batch,

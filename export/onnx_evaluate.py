@@ -16,15 +16,14 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-
-from annotations.pickle_store import load_dataset
-from datasets.augment import build_transform
-from datasets.detection_dataset import DetectionDataset
-from datasets.letterbox import boxes_to_original
-from datasets.loader import build_loader
-from detection.evaluate import Evaluation, evaluate_predictions, write_evaluation_files
-from detection.pr_plots import per_class_table
-from export.ort_runner import open_session, run_batches
+from prodet.annotations.pickle_store import load_dataset
+from prodet.datasets.augment import build_transform
+from prodet.datasets.detection_dataset import DetectionDataset
+from prodet.datasets.letterbox import boxes_to_original
+from prodet.datasets.loader import build_loader
+from prodet.detection.evaluate import Evaluation, evaluate_predictions, write_evaluation_files
+from prodet.detection.pr_plots import per_class_table
+from prodet.export.ort_runner import open_session, run_batches
 
 
 def session_metadata(session: ort.InferenceSession) -> dict[str, str]:

@@ -22,11 +22,10 @@ from typing import Any
 
 import onnx
 import torch
+from prodet.annotations.atomic import atomic_write_bytes
+from prodet.detection.fast_rcnn import FastRCNN
 from torch import Tensor, nn
 from torchvision.models.detection.ssd import SSD
-
-from annotations.atomic import atomic_write_bytes
-from detection.fast_rcnn import FastRCNN
 
 USE_DYNAMO = False
 OPSET = 17
@@ -51,11 +50,11 @@ def export_module(model: nn.Module, size: int, *, half: bool = False) -> nn.Modu
     if half:
         model = copy.deepcopy(model)
     if isinstance(model, SSD):
-        from export.onnx_ssd import SSDExport
+        from prodet.export.onnx_ssd import SSDExport
 
         return SSDExport(model, size, half=half).eval()
     if isinstance(model, FastRCNN):
-        from export.onnx_fast_rcnn import FastRCNNExport
+        from prodet.export.onnx_fast_rcnn import FastRCNNExport
 
         return FastRCNNExport(model, size, half=half).eval()
     raise ValueError(

@@ -29,11 +29,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-from torchvision.models.detection.image_list import ImageList
-
-from detection.fast_rcnn import FastRCNN
-from export.graph_ops import (
+from prodet.detection.fast_rcnn import FastRCNN
+from prodet.export.graph_ops import (
     PaddedDetections,
     box_sides_at_least,
     clip_to_input,
@@ -41,7 +38,9 @@ from export.graph_ops import (
     scatter_selected,
     top_detections,
 )
-from export.nms_op import non_max_suppression
+from prodet.export.nms_op import non_max_suppression
+from torch import Tensor, nn
+from torchvision.models.detection.image_list import ImageList
 
 # torchvision's RoIHeads drops detections with a side below this many pixels.
 MIN_DETECTION_SIDE = 1e-2

@@ -20,11 +20,7 @@ the export's parity gate check this).
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
-from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.ssd import SSD
-
-from export.graph_ops import (
+from prodet.export.graph_ops import (
     PaddedDetections,
     clip_to_input,
     decode_boxes,
@@ -32,7 +28,10 @@ from export.graph_ops import (
     scatter_selected,
     top_detections,
 )
-from export.nms_op import non_max_suppression
+from prodet.export.nms_op import non_max_suppression
+from torch import Tensor, nn
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.ssd import SSD
 
 
 def default_boxes(model: SSD, size: int) -> Tensor:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-
-from export.onnx_export import INPUT_NAME, OUTPUT_NAMES
+from prodet.export.onnx_export import INPUT_NAME, OUTPUT_NAMES
 
 CPU_PROVIDER = "CPUExecutionProvider"
 

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnxruntime as ort
 import torch
+from prodet.export.ort_runner import Detections, run_batches
 from torch import nn
-
-from export.ort_runner import Detections, run_batches
 
 MIN_IOU = 0.99
 MAX_SCORE_DIFF = 1e-3

@@ -24,16 +24,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-
-from annotations.pickle_store import load_dataset
-from annotations.schema import VocDataset
-from datasets.detection_dataset import DetectionDataset
-from detection.checkpoint import load_checkpoint
-from detection.checkpoint_eval import eval_transform, model_from_checkpoint
-from detection.config import TrainConfig
-from detection.trainer import resolve_splits
-from export.onnx_evaluate import eval_dataset, evaluate_session
-from export.onnx_export import (
+from prodet.annotations.pickle_store import load_dataset
+from prodet.annotations.schema import VocDataset
+from prodet.datasets.detection_dataset import DetectionDataset
+from prodet.detection.checkpoint import load_checkpoint
+from prodet.detection.checkpoint_eval import eval_transform, model_from_checkpoint
+from prodet.detection.config import TrainConfig
+from prodet.detection.trainer import resolve_splits
+from prodet.export.onnx_evaluate import eval_dataset, evaluate_session
+from prodet.export.onnx_export import (
     PRECISIONS,
     contract_metadata,
     export_module,
@@ -41,8 +40,8 @@ from export.onnx_export import (
     set_metadata,
     trace_to_onnx,
 )
-from export.ort_runner import open_session
-from export.parity import ParityReport, check_parity, raise_on_failure
+from prodet.export.ort_runner import open_session
+from prodet.export.parity import ParityReport, check_parity, raise_on_failure
 
 MIN_PARITY_IMAGES = 16
 GATE_BATCH_SIZES: tuple[int, ...] = (1, 8)
@@ -214,7 +213,7 @@ def export_checkpoint(
             half = export_module(model, size, half=True)
             graph = trace_to_onnx(half, example, dynamic_batch=dynamic)
         else:
-            from export.quantize import to_int8
+            from prodet.export.quantize import to_int8
 
             graph = to_int8(graph, _calibration_images(options, props, config.train_split))
         val = eval_dataset(voc, None, props, ids=val_ids)

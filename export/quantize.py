@@ -23,8 +23,7 @@ from onnxruntime.quantization import (
     QuantType,
     quantize_static,
 )
-
-from export.onnx_export import INPUT_NAME
+from prodet.export.onnx_export import INPUT_NAME
 
 NETWORK_SCOPES: tuple[str, ...] = (
     "/backbone/",

@@ -17,16 +17,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from prodet.serve.body_limit import BodyLimitMiddleware
+from prodet.serve.errors import ApiError, install_error_handlers
+from prodet.serve.metrics import MetricsMiddleware, ServiceMetrics
+from prodet.serve.model_runner import ModelRunner
+from prodet.serve.ops import ops_router
+from prodet.serve.routes import admin_router, detect_router, model_router
+from prodet.serve.service import Service, load_runner
+from prodet.serve.settings import Settings
 
-from annotations import __version__
-from serve.body_limit import BodyLimitMiddleware
-from serve.errors import ApiError, install_error_handlers
-from serve.metrics import MetricsMiddleware, ServiceMetrics
-from serve.model_runner import ModelRunner
-from serve.ops import ops_router
-from serve.routes import admin_router, detect_router, model_router
-from serve.service import Service, load_runner
-from serve.settings import Settings
+from prodet import __version__
 
 logger = logging.getLogger(__name__)
 

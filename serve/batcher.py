@@ -28,8 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-
-from serve.model_runner import ModelRunner, RawDetections
+from prodet.serve.model_runner import ModelRunner, RawDetections
 
 
 class QueueFullError(Exception):

@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from prodet.serve.model_runner import ModelLoadError, ModelRunner
+from prodet.serve.settings import Settings
 from pydantic import ValidationError
-
-from serve.model_runner import ModelLoadError, ModelRunner
-from serve.settings import Settings
 
 _SERVE_DESCRIPTION = (
     "Serve an ONNX detector over HTTP (API docs at /docs, upload page at /). Every option can "
@@ -65,9 +64,8 @@ def serve_main(argv: list[str]) -> int:
     )
     settings.warn_if_exposed()
     import uvicorn
-
-    from serve.app import create_app
-    from serve.service import load_runner
+    from prodet.serve.app import create_app
+    from prodet.serve.service import load_runner
 
     try:
         runner = load_runner(settings)
@@ -119,7 +117,7 @@ def _output_stem(path: Path, taken: set[str]) -> str:
 
 def predict_main(argv: list[str]) -> int:
     """``prodet predict``: exit 0 when every image was processed, 1 if any failed."""
-    from serve.predict import predict_files
+    from prodet.serve.predict import predict_files
 
     args = _predict_parser().parse_args(argv)
     if args.batch_size < 1:

@@ -7,9 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-
-from serve.errors import ApiError
-from serve.service import Service
+from prodet.serve.errors import ApiError
+from prodet.serve.service import Service
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 _bearer = HTTPBearer(auto_error=False)

@@ -15,11 +15,10 @@ from http import HTTPStatus
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prodet.serve.batcher import BatcherClosedError, InferenceTimeoutError, QueueFullError
+from prodet.serve.image_decode import CorruptImageError, ImageTooLargeError, UnsupportedImageError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from serve.batcher import BatcherClosedError, InferenceTimeoutError, QueueFullError
-from serve.image_decode import CorruptImageError, ImageTooLargeError, UnsupportedImageError
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-
-from serve.model_contract import (
+from prodet.serve.model_contract import (
     INPUT_NAME,
     OUTPUT_NAMES,
     ModelContractError,

@@ -7,15 +7,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prodet.serve.metrics import ServiceMetrics
+from prodet.serve.schemas import Status
+from prodet.serve.service import Service
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-from serve.metrics import ServiceMetrics
-from serve.schemas import Status
-from serve.service import Service
 
 ops_router = APIRouter(tags=["operations"])
 
-_INDEX_HTML = resources.files("serve").joinpath("static", "index.html").read_text("utf-8")
+_INDEX_HTML = resources.files("prodet.serve").joinpath("static", "index.html").read_text("utf-8")
 
 
 def _service(request: Request) -> Service | None:

@@ -6,10 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-
-from serve.model_contract import ModelMetadata
-from serve.model_runner import RawDetections
-from serve.preprocess import PreparedImage, boxes_to_original
+from prodet.serve.model_contract import ModelMetadata
+from prodet.serve.model_runner import RawDetections
+from prodet.serve.preprocess import PreparedImage, boxes_to_original
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,11 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-
-from serve.draw import annotate
-from serve.image_decode import DecodedImage, ImageError, decode_image
-from serve.model_runner import ModelRunner
-from serve.postprocess import DetectionFilter, select_detections
-from serve.preprocess import PreparedImage, to_model_input
+from prodet.serve.draw import annotate
+from prodet.serve.image_decode import DecodedImage, ImageError, decode_image
+from prodet.serve.model_runner import ModelRunner
+from prodet.serve.postprocess import DetectionFilter, select_detections
+from prodet.serve.preprocess import PreparedImage, to_model_input
 
 PredictOutcome = tuple[dict[str, Any], Image.Image] | Exception
 

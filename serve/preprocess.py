@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-
-from serve.image_decode import decode_image
-from serve.model_contract import ModelMetadata
+from prodet.serve.image_decode import decode_image
+from prodet.serve.model_contract import ModelMetadata
 
 
 @dataclass(frozen=True)

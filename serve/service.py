@@ -13,14 +13,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from serve.batcher import MicroBatcher, QueueFullError
-from serve.errors import ApiError
-from serve.image_decode import ImageError
-from serve.metrics import ServiceMetrics
-from serve.model_runner import ModelLoadError, ModelRunner
-from serve.postprocess import DetectionFilter, select_detections
-from serve.preprocess import PreparedImage, prepare_image
-from serve.settings import Settings
+from prodet.serve.batcher import MicroBatcher, QueueFullError
+from prodet.serve.errors import ApiError
+from prodet.serve.image_decode import ImageError
+from prodet.serve.metrics import ServiceMetrics
+from prodet.serve.model_runner import ModelLoadError, ModelRunner
+from prodet.serve.postprocess import DetectionFilter, select_detections
+from prodet.serve.preprocess import PreparedImage, prepare_image
+from prodet.serve.settings import Settings
 
 logger = logging.getLogger(__name__)
 

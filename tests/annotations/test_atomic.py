@@ -6,8 +6,7 @@ import os
 import stat
 
 import pytest
-
-from annotations.atomic import atomic_write_bytes
+from prodet.annotations.atomic import atomic_write_bytes
 
 
 @pytest.fixture

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from annotations.boxes import clean_objects, voc_to_xyxy, xyxy_to_voc
-from annotations.voc_xml import RawObject
+from prodet.annotations.boxes import clean_objects, voc_to_xyxy, xyxy_to_voc
+from prodet.annotations.voc_xml import RawObject
 
 
 def obj(index, xmin, ymin, xmax, ymax, name="can", difficult=False) -> RawObject:

@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 
-from annotations.commands import main as prodet
-from annotations.pickle_store import load_dataset
+from prodet.annotations.pickle_store import load_dataset
+
+from prodet.commands import main as prodet
 from tests.annotations.voc_factory import make_voc
 
 
@@ -59,7 +60,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
 def test_console_script_runs_without_torch(tmp_path):
     voc = make(tmp_path)
     code = (
-        "import sys; from annotations.commands import main; "
+        "import sys; from prodet.commands import main; "
         f"rc = main(['convert', {str(voc)!r}, '-o', {str(tmp_path / 'd.pkl')!r}, '--quiet']); "
         "assert 'torch' not in sys.modules, 'convert imported torch'; sys.exit(rc)"
     )

@@ -6,12 +6,12 @@ import contextlib
 import io
 
 import pytest
+from prodet.annotations.boxes import xyxy_to_voc
+from prodet.annotations.coco import write_coco
+from prodet.annotations.convert import convert_folder
+from prodet.annotations.voc_xml import parse_voc_xml
 from pycocotools.coco import COCO
 
-from annotations.boxes import xyxy_to_voc
-from annotations.coco import write_coco
-from annotations.convert import convert_folder
-from annotations.voc_xml import parse_voc_xml
 from tests.annotations.voc_factory import make_voc
 from tests.conftest import shared_path
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from annotations import atomic
-from annotations.pickle_store import (
+from prodet.annotations import atomic
+from prodet.annotations.pickle_store import (
     PICKLE_PROTOCOL,
     DatasetFileError,
     UnsafePickleError,
@@ -19,9 +18,9 @@ from annotations.pickle_store import (
     dump_dataset,
     load_dataset,
 )
-from annotations.record_table import RecordTable
-from annotations.schema import FORMAT_VERSION, ImageRecord, VocDataset, compute_content_hash
-from annotations.voc_folder import VocFolder, fingerprint
+from prodet.annotations.record_table import RecordTable
+from prodet.annotations.schema import FORMAT_VERSION, ImageRecord, VocDataset, compute_content_hash
+from prodet.annotations.voc_folder import VocFolder, fingerprint
 
 
 def tiny_dataset() -> VocDataset:

@@ -6,10 +6,10 @@ import pickle
 
 import numpy as np
 import pytest
+from prodet.annotations.convert import convert_folder
+from prodet.annotations.record_table import RecordTable
+from prodet.annotations.schema import ImageRecord
 
-from annotations.convert import convert_folder
-from annotations.record_table import RecordTable
-from annotations.schema import ImageRecord
 from tests.annotations.voc_factory import make_voc
 
 

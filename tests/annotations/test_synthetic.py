@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 from lxml import etree
 from PIL import Image
-
-from annotations.commands import main as prodet
-from annotations.convert import convert_folder
-from annotations.occlusion import (
+from prodet.annotations.convert import convert_folder
+from prodet.annotations.occlusion import (
     DIFFICULT_HIDDEN,
     DROP_HIDDEN,
     Visibility,
@@ -17,12 +15,14 @@ from annotations.occlusion import (
     VocFlags,
     voc_flags,
 )
-from annotations.synthetic import (
+from prodet.annotations.synthetic import (
     SHELF_CLASSES,
     TEST_EVERY,
     dataset_scene,
     generate_shelf_dataset,
 )
+
+from prodet.commands import main as prodet
 
 SIZE = (224, 192)
 BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from annotations.voc_folder import read_splits
+from prodet.annotations.voc_folder import read_splits
 
 
 def _read(tmp_path: Path, text: str) -> tuple[str, ...] | None:

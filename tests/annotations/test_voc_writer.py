@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from annotations.boxes import clean_objects
-from annotations.voc_folder import read_splits
-from annotations.voc_writer import VocObject, annotation_xml, voc_box, write_image_sets
-from annotations.voc_xml import parse_voc_xml
+from prodet.annotations.boxes import clean_objects
+from prodet.annotations.voc_folder import read_splits
+from prodet.annotations.voc_writer import VocObject, annotation_xml, voc_box, write_image_sets
+from prodet.annotations.voc_xml import parse_voc_xml
 
 
 def test_voc_box_is_one_based_inclusive():

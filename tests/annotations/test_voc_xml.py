@@ -7,8 +7,8 @@ import random
 
 import pytest
 from lxml import etree
+from prodet.annotations.voc_xml import VocFormatError, _parse_tree, parse_voc_xml
 
-from annotations.voc_xml import VocFormatError, _parse_tree, parse_voc_xml
 from tests.conftest import shared_path
 
 

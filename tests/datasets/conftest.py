@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-from annotations.pickle_store import dump_dataset
-from annotations.schema import (
+from prodet.annotations.pickle_store import dump_dataset
+from prodet.annotations.schema import (
     BACKGROUND,
     FORMAT_VERSION,
     ImageRecord,

@@ -4,8 +4,7 @@ import albumentations as A
 import numpy as np
 import pytest
 import torch
-
-from datasets.augment import LABEL_FIELDS, PRESETS, build_transform
+from prodet.datasets.augment import LABEL_FIELDS, PRESETS, build_transform
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from annotations.schema import VocDataset
-from datasets.augment import build_transform
-from datasets.detection_dataset import DetectionDataset, split_ids
-from datasets.letterbox import boxes_to_original
+from prodet.annotations.schema import VocDataset
+from prodet.datasets.augment import build_transform
+from prodet.datasets.detection_dataset import DetectionDataset, split_ids
+from prodet.datasets.letterbox import boxes_to_original
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)

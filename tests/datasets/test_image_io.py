@@ -5,8 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-from datasets.image_io import ImageDecodeError, decode_image, pil_to_rgb, sniff_format
+from prodet.datasets.image_io import ImageDecodeError, decode_image, pil_to_rgb, sniff_format
 
 
 def _save(image: Image.Image, path: Path, fmt: str = "PNG", **kwargs: object) -> Path:

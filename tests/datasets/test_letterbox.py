@@ -4,9 +4,8 @@ import albumentations as A
 import numpy as np
 import pytest
 import torch
-
-from datasets.augment import LABEL_FIELDS
-from datasets.letterbox import boxes_to_original, resize_geometry, resize_transforms
+from prodet.datasets.augment import LABEL_FIELDS
+from prodet.datasets.letterbox import boxes_to_original, resize_geometry, resize_transforms
 
 FILL = (124.0, 116.0, 104.0)
 

@@ -8,12 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from prodet.annotations.schema import VocDataset
+from prodet.datasets.augment import build_transform
+from prodet.datasets.detection_dataset import DetectionDataset
+from prodet.datasets.loader import build_loader, collate_detection
 from torch.utils.data import Dataset, Subset
-
-from annotations.schema import VocDataset
-from datasets.augment import build_transform
-from datasets.detection_dataset import DetectionDataset
-from datasets.loader import build_loader, collate_detection
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)

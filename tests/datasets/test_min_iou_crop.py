@@ -6,9 +6,8 @@ from collections import Counter
 import albumentations as A
 import numpy as np
 import pytest
-
-from datasets.augment import LABEL_FIELDS
-from datasets.min_iou_crop import SSD_MIN_IOUS, MinIoURandomCrop, box_iou_with_patch
+from prodet.datasets.augment import LABEL_FIELDS
+from prodet.datasets.min_iou_crop import SSD_MIN_IOUS, MinIoURandomCrop, box_iou_with_patch
 
 HEIGHT, WIDTH = 80, 120
 

@@ -7,16 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from annotations.convert import convert_folder
-from annotations.image_header import read_image_header
-from annotations.pickle_store import dump_dataset
-from annotations.schema import VocDataset
-from datasets.augment import build_transform
-from datasets.detection_dataset import DetectionDataset
-from datasets.image_io import decode_image
-from datasets.letterbox import boxes_to_original
-from datasets.loader import build_loader
+from prodet.annotations.convert import convert_folder
+from prodet.annotations.image_header import read_image_header
+from prodet.annotations.pickle_store import dump_dataset
+from prodet.annotations.schema import VocDataset
+from prodet.datasets.augment import build_transform
+from prodet.datasets.detection_dataset import DetectionDataset
+from prodet.datasets.image_io import decode_image
+from prodet.datasets.letterbox import boxes_to_original
+from prodet.datasets.loader import build_loader
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 MEAN = (0.485, 0.456, 0.406)

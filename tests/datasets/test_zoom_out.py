@@ -5,9 +5,8 @@ import random
 import albumentations as A
 import numpy as np
 import pytest
-
-from datasets.augment import LABEL_FIELDS
-from datasets.zoom_out import ZoomOut
+from prodet.datasets.augment import LABEL_FIELDS
+from prodet.datasets.zoom_out import ZoomOut
 
 FILL = (10.0, 20.0, 30.0)
 

@@ -9,11 +9,8 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torchvision import models
-
-from detection.backbones import STAGE_STRIDES, build_backbone, efficientnet_lite0_classifier
-from detection.weights import (
+from prodet.detection.backbones import STAGE_STRIDES, build_backbone, efficientnet_lite0_classifier
+from prodet.detection.weights import (
     EFFICIENTNET_LITE0_TENSORS,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -24,6 +21,8 @@ from detection.weights import (
     normalisation,
     torch_hub_cache_path,
 )
+from torch import nn
+from torchvision import models
 
 STAGE_CHANNELS = {
     "efficientnet_lite0": (16, 24, 40, 112, 320),

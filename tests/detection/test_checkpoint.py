@@ -8,8 +8,7 @@ import random
 import numpy as np
 import pytest
 import torch
-
-from detection.checkpoint import (
+from prodet.detection.checkpoint import (
     CheckpointError,
     load_checkpoint,
     rng_state,

@@ -6,10 +6,9 @@ import dataclasses
 
 import pytest
 import torch
-
-from detection.checkpoint_eval import model_from_checkpoint
-from detection.config import TrainConfig
-from detection.model_factory import build_model
+from prodet.detection.checkpoint_eval import model_from_checkpoint
+from prodet.detection.config import TrainConfig
+from prodet.detection.model_factory import build_model
 
 
 def _checkpoint(with_ema: bool) -> dict:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from detection.config import config_to_yaml, load_config, parse_overrides
+from prodet.detection.config import config_to_yaml, load_config, parse_overrides
 
 
 def test_overrides_are_typed_and_nested():

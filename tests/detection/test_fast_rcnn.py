@@ -11,19 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from prodet.annotations.convert import convert_folder
+from prodet.annotations.pickle_store import dump_dataset
+from prodet.detection.backbones import build_backbone
+from prodet.detection.checkpoint import load_checkpoint
+from prodet.detection.checkpoint_eval import evaluate_checkpoint
+from prodet.detection.config import load_config
+from prodet.detection.fast_rcnn import FastRCNN, build_fast_rcnn
+from prodet.detection.model_factory import build_model
+from prodet.detection.proposals import load_proposals, proposals_for_batch, save_proposals
+from prodet.detection.roi_pooler import RoIPooler
+from prodet.detection.trainer import fit
 from torchvision.ops import RoIAlign, RoIPool
 
-from annotations.convert import convert_folder
-from annotations.pickle_store import dump_dataset
-from detection.backbones import build_backbone
-from detection.checkpoint import load_checkpoint
-from detection.checkpoint_eval import evaluate_checkpoint
-from detection.config import load_config
-from detection.fast_rcnn import FastRCNN, build_fast_rcnn
-from detection.model_factory import build_model
-from detection.proposals import load_proposals, proposals_for_batch, save_proposals
-from detection.roi_pooler import RoIPooler
-from detection.trainer import fit
 from tests.annotations.voc_factory import make_voc
 
 SIZE = 128

@@ -9,18 +9,17 @@ import math
 
 import numpy as np
 import pytest
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
-
-from annotations.coco import to_coco
-from annotations.schema import ImageRecord, VocDataset
-from detection.metrics_coco import (
+from prodet.annotations.coco import to_coco
+from prodet.annotations.schema import ImageRecord, VocDataset
+from prodet.detection.metrics_coco import (
     COCO_STAT_NAMES,
     coco_ground_truth,
     coco_results,
     evaluate_coco,
 )
-from detection.metrics_voc import evaluate_voc, precision_envelope
+from prodet.detection.metrics_voc import evaluate_voc, precision_envelope
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 CLASSES = ("__background__", "bottle", "can", "box")
 A = [0.0, 0.0, 10.0, 10.0]

@@ -6,8 +6,7 @@ import math
 
 import numpy as np
 import pytest
-
-from detection.metrics_voc import (
+from prodet.detection.metrics_voc import (
     average_precision_11point,
     average_precision_area,
     box_iou,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from prodet.detection.backbones import build_backbone
+from prodet.detection.param_groups import param_groups
 from torch import nn
-
-from detection.backbones import build_backbone
-from detection.param_groups import param_groups
 
 
 class TinyDetector(nn.Module):

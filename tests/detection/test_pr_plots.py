@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from detection.metrics_coco import coco_results, evaluate_coco
-from detection.metrics_voc import evaluate_voc
-from detection.pr_plots import per_class_table, plot_pr_curves, write_evaluation
+from prodet.detection.metrics_coco import coco_results, evaluate_coco
+from prodet.detection.metrics_voc import evaluate_voc
+from prodet.detection.pr_plots import per_class_table, plot_pr_curves, write_evaluation
 
 CLASSES = ("__background__", "bottle", "can", "box")
 A = [0.0, 0.0, 10.0, 10.0]

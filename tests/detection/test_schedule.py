@@ -6,8 +6,7 @@ import math
 
 import pytest
 import torch
-
-from detection.schedule import COSINE_FLOOR, WARMUP_START, LrPlan, build_scheduler
+from prodet.detection.schedule import COSINE_FLOOR, WARMUP_START, LrPlan, build_scheduler
 
 
 def test_warmup_then_cosine_reaches_the_floor():

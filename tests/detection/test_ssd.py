@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from detection.backbones import efficientnet_lite0_backbone
-from detection.ssd import SSDFeatures, build_ssd, count_default_boxes, default_scales
+from prodet.detection.backbones import efficientnet_lite0_backbone
+from prodet.detection.ssd import SSDFeatures, build_ssd, count_default_boxes, default_scales
 
 SIZE = 128
 

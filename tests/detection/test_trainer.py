@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from prodet.annotations.convert import convert_folder
+from prodet.annotations.pickle_store import dump_dataset, load_dataset
+from prodet.detection.checkpoint import load_checkpoint
+from prodet.detection.config import load_config
+from prodet.detection.trainer import epochs_without_improvement, fit, resolve_splits
 
-from annotations.commands import main as prodet
-from annotations.convert import convert_folder
-from annotations.pickle_store import dump_dataset, load_dataset
-from detection.checkpoint import load_checkpoint
-from detection.config import load_config
-from detection.trainer import epochs_without_improvement, fit, resolve_splits
+from prodet.commands import main as prodet
 from tests.annotations.voc_factory import voc_xml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,7 +108,7 @@ def test_sigkill_and_resume_gives_the_same_history(tiny, tmp_path):
     )
     run = tmp_path / "killed"
     args = [f"--{k.replace('_', '-')}={v}" for k, v in tiny_overrides(tiny, run, epochs=3).items()]
-    cmd = [sys.executable, "-m", "annotations.commands", "train", *args[:2], "--quiet"]
+    cmd = [sys.executable, "-m", "prodet", "train", *args[:2], "--quiet"]
     cmd += ["--set=" + a[2:].replace("-", "_", 1) for a in args[2:]]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
@@ -210,7 +210,7 @@ def test_ddp_two_cpu_processes_gloo(tiny, tmp_path):
     run = tmp_path / "ddp"
     torchrun = str(Path(sys.executable).parent / "torchrun")
     overrides = tiny_overrides(tiny, run, epochs=1)
-    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "annotations.commands", "train"]
+    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "prodet", "train"]
     cmd += ["--data", str(tiny), "--out", str(run), "--quiet"]
     cmd += [f"--set={k}={v}" for k, v in overrides.items() if k not in ("data", "out")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

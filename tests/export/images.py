@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-
-from datasets.detection_dataset import DetectionDataset
-from detection.checkpoint_eval import eval_transform
+from prodet.datasets.detection_dataset import DetectionDataset
+from prodet.detection.checkpoint_eval import eval_transform
 
 BACKGROUND = (200, 200, 190)  # make_tiny_dataset's canvas
 

@@ -10,18 +10,18 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from prodet.detection.checkpoint import load_checkpoint
+from prodet.detection.checkpoint_eval import model_from_checkpoint
+from prodet.detection.config import load_config
+from prodet.detection.roi_pooler import RoIPooler
+from prodet.detection.trainer import fit
+from prodet.export import onnx_export
+from prodet.export.onnx_export import export_module, trace_to_onnx
+from prodet.export.ort_runner import Detections, open_session, run_batches
+from prodet.export.parity import check_parity, compare_detections, torch_detections
+from prodet.export.pipeline import ExportOptions, export_checkpoint
 from torch import nn
 
-from detection.checkpoint import load_checkpoint
-from detection.checkpoint_eval import model_from_checkpoint
-from detection.config import load_config
-from detection.roi_pooler import RoIPooler
-from detection.trainer import fit
-from export import onnx_export
-from export.onnx_export import export_module, trace_to_onnx
-from export.ort_runner import Detections, open_session, run_batches
-from export.parity import check_parity, compare_detections, torch_detections
-from export.pipeline import ExportOptions, export_checkpoint
 from tests.detection.test_trainer import tiny_overrides
 from tests.export.conftest import EPOCHS, HEADS
 from tests.export.images import blank, crowd, normalise, split_images

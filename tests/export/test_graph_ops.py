@@ -8,11 +8,15 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from prodet.export.graph_ops import (
+    decode_boxes,
+    keep_top_per_class,
+    scatter_selected,
+    top_detections,
+)
+from prodet.export.nms_op import non_max_suppression
 from torch import nn
 from torchvision.models.detection._utils import BoxCoder
-
-from export.graph_ops import decode_boxes, keep_top_per_class, scatter_selected, top_detections
-from export.nms_op import non_max_suppression
 
 # Image 0: boxes 0 and 1 overlap with IoU 100 / 121 = 0.826, box 2 is apart.
 BOXES = torch.tensor(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from prodet.detection.checkpoint_eval import evaluate_checkpoint
 
-from annotations.commands import main as prodet
-from detection.checkpoint_eval import evaluate_checkpoint
+from prodet.commands import main as prodet
 from tests.export.conftest import HEADS
 
 

@@ -16,10 +16,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
+from prodet.serve.app import create_app
+from prodet.serve.model_runner import ModelRunner, RawDetections
+from prodet.serve.settings import Settings
 
-from serve.app import create_app
-from serve.model_runner import ModelRunner, RawDetections
-from serve.settings import Settings
 from tests.serve.tiny_model import save_model
 
 API_KEY = "test-key-0123456789abcdef"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from prodet.serve.app import create_app
 from pydantic import ValidationError
 
-from serve.app import create_app
 from tests.serve.conftest import API_KEY, assert_error, encode, make_settings, solid, upload
 from tests.serve.tiny_model import expected_scores, save_model
 
@@ -159,7 +159,7 @@ def test_settings_refuse_unsafe_values(model_path: Path) -> None:
 
 
 def test_settings_from_environment(model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from serve.settings import Settings
+    from prodet.serve.settings import Settings
 
     monkeypatch.setenv("PRODET_MODEL", str(model_path))
     monkeypatch.setenv("PRODET_MAX_BATCH", "4")

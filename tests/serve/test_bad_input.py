@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from prodet.serve.app import create_app
 
-from serve.app import create_app
 from tests.serve.conftest import assert_error, encode, make_settings, solid, upload
 
 GOOD = solid(48, 32)

@@ -8,9 +8,8 @@ from typing import Any, cast
 
 import numpy as np
 import pytest
-
-from serve.batcher import InferenceTimeoutError, MicroBatcher, QueueFullError
-from serve.model_runner import ModelRunner, RawDetections
+from prodet.serve.batcher import InferenceTimeoutError, MicroBatcher, QueueFullError
+from prodet.serve.model_runner import ModelRunner, RawDetections
 
 
 class RecordingRunner:

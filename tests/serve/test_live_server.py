@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from prodet.live_server import clean_environment, live_server, serve_command
 from tests.serve.conftest import solid
-from tests.serve.live_server import REPO, clean_environment, live_server, serve_command
 from tests.serve.tiny_model import save_model
 
 WHITE, BLACK = solid(64, 48, 255), solid(64, 48, 0)
@@ -83,7 +83,6 @@ def test_concurrent_clients_are_batched_and_sighup_reloads(
 def _run_serve(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         serve_command(*args),
-        cwd=REPO,
         env=clean_environment(**env),
         capture_output=True,
         text=True,

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from prodet.serve.model_contract import ModelContractError, parse_metadata
+from prodet.serve.model_runner import CPU, ModelLoadError, ModelRunner, requested_providers
 
-from serve.model_contract import ModelContractError, parse_metadata
-from serve.model_runner import CPU, ModelLoadError, ModelRunner, requested_providers
 from tests.serve.tiny_model import BOXES, CLASSES, build_model, metadata, save_model
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from prodet.serve.draw import class_color
 
-from annotations.commands import main
-from serve.draw import class_color
+from prodet.commands import main
 from tests.serve.conftest import solid, upload
 
 

@@ -7,10 +7,10 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from prodet.serve.image_decode import UnsupportedImageError, decode_image, sniff_format, to_rgb
+from prodet.serve.model_contract import parse_metadata
+from prodet.serve.preprocess import boxes_to_original, resize_geometry, to_model_input
 
-from serve.image_decode import UnsupportedImageError, decode_image, sniff_format, to_rgb
-from serve.model_contract import parse_metadata
-from serve.preprocess import boxes_to_original, resize_geometry, to_model_input
 from tests.serve.conftest import encode
 from tests.serve.tiny_model import metadata
 
@@ -112,9 +112,8 @@ def test_letterbox_matches_training_pixels() -> None:
     """The service's Pillow resize stays within a few gray levels of training's OpenCV one."""
     pytest.importorskip("albumentations", reason="training stack (prodet[train]) not installed")
     import albumentations as A
-
-    from datasets.letterbox import resize_geometry as training_geometry
-    from datasets.letterbox import resize_transforms
+    from prodet.datasets.letterbox import resize_geometry as training_geometry
+    from prodet.datasets.letterbox import resize_transforms
 
     rng = np.random.default_rng(1)
     smooth = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((400, 300))

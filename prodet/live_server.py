@@ -1,4 +1,8 @@
-"""Run ``prodet serve`` as a real uvicorn process on 127.0.0.1 for end-to-end tests."""
+"""Run ``prodet serve`` as a real uvicorn process on 127.0.0.1.
+
+One launcher for everything that needs a live service: ``prodet demo``, the serving
+benchmarks and the end-to-end tests.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,6 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
@@ -27,7 +29,11 @@ def free_port() -> int:
 
 def serve_command(*args: str) -> list[str]:
     """The ``prodet serve ARGS`` command line for this interpreter."""
-    return [sys.executable, "-m", "annotations.commands", "serve", *args]
+    return [sys.executable, "-m", "prodet", "serve", *args]
+
+
+class ServerStartError(RuntimeError):
+    """The service exited or did not become ready; the message holds its log."""
 
 
 def clean_environment(**extra: str) -> dict[str, str]:
@@ -53,31 +59,39 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(log: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[LiveServer]:
+def live_server(
+    log: Path, *args: str, env: dict[str, str] | None = None, ready_timeout_s: float = 60.0
+) -> Iterator[LiveServer]:
     """Start ``prodet serve ARGS`` on a free port and wait until ``/readyz`` answers 200.
 
     The port is passed as ``PRODET_PORT`` (so the environment path is exercised too);
-    the server's output goes to ``log``.
+    ``PRODET_*`` variables of the caller's environment are not passed on, ``env`` is.
+    The server's output goes to ``log``. Raises ``ServerStartError`` if the service exits
+    or is not ready within ``ready_timeout_s``; the server is stopped on leaving.
     """
     port = free_port()
     environment = clean_environment(PRODET_PORT=str(port), **(env or {}))
     with log.open("wb") as out:
         process = subprocess.Popen(
-            serve_command(*args), cwd=REPO, env=environment, stdout=out, stderr=subprocess.STDOUT
+            serve_command(*args), env=environment, stdout=out, stderr=subprocess.STDOUT
         )
     server = LiveServer(f"http://127.0.0.1:{port}", process, log)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + ready_timeout_s
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
+                raise ServerStartError(
+                    f"server exited with {process.returncode}:\n{log.read_text()}"
+                )
             try:
                 if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"server not ready after 60 s:\n{log.read_text()}")
+                raise ServerStartError(
+                    f"server not ready after {ready_timeout_s:.0f} s:\n{log.read_text()}"
+                )
             time.sleep(0.1)
         yield server
     finally:

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from serve.demo import DemoError, DemoPlan, run_demo
+from prodet.demo import DemoError, DemoPlan, run_demo
 
 
 def demo_main(argv: list[str]) -> int:

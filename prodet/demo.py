@@ -4,15 +4,13 @@ Every step is the real ``prodet`` command in a subprocess (so the demo exercises
 same entry points a user types): synthesise a product-shelf VOC set, ``convert``,
 ``train``, ``evaluate``, ``export`` (parity gate included), ``serve`` on 127.0.0.1,
 POST held-out images to ``/v1/detect``, draw the answers, stop the service. This
-module lives in the last stage and imports no torch itself.
+module is part of the command layer, above every stage, and imports no torch itself.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,8 +22,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from serve.draw import annotate
-from serve.postprocess import Detection
+from prodet.live_server import ServerStartError, live_server
+from prodet.serve.draw import annotate
+from prodet.serve.postprocess import Detection
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ class DemoError(RuntimeError):
 
 def _prodet(step: str, *args: str, echo: bool = True) -> str:
     """Run ``prodet ARGS`` and stream its output; raise ``DemoError`` on failure."""
-    cmd = [sys.executable, "-m", "annotations.commands", *args]
+    cmd = [sys.executable, "-m", "prodet", *args]
     logger.info("$ prodet %s", " ".join(args))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
@@ -73,26 +72,6 @@ def _prodet(step: str, *args: str, echo: bool = True) -> str:
         tail = "".join(lines[-15:])
         raise DemoError(f"step '{step}' failed (exit {proc.returncode}):\n{tail}")
     return "".join(lines)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(base: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise DemoError(f"step 'serve' failed: the service exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise DemoError(f"step 'serve' failed: {base}/readyz not ready after {timeout_s:.0f} s")
 
 
 def _post_images(base: str, images: list[Path], annotated_dir: Path) -> list[dict[str, Any]]:
@@ -173,34 +152,13 @@ def run_demo(plan: DemoPlan) -> dict[str, Any]:
     step(5, "prodet export (ONNX, parity gate against PyTorch)")
     _prodet("export", "export", str(run / "best.pt"), "-o", str(model))
     step(6, "prodet serve on 127.0.0.1 and POST held-out images to /v1/detect")
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "annotations.commands",
-            "serve",
-            "--model",
-            str(model),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={k: v for k, v in os.environ.items() if k != "PRODET_API_KEY"},
-    )
     try:
-        _wait_ready(base, server)
-        test_ids = (voc / "ImageSets" / "Main" / "test.txt").read_text().split()[: plan.posts]
-        images = [next((voc / "JPEGImages").glob(f"{i}.*")) for i in test_ids]
-        answers = _post_images(base, images, annotated)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        with live_server(out / "serve.log", "--model", str(model)) as server:
+            test_ids = (voc / "ImageSets" / "Main" / "test.txt").read_text().split()[: plan.posts]
+            images = [next((voc / "JPEGImages").glob(f"{i}.*")) for i in test_ids]
+            answers = _post_images(server.url, images, annotated)
+    except ServerStartError as exc:
+        raise DemoError(f"step 'serve' failed: {exc}") from exc
     step(7, "stopped the service")
     summary = {
         "test_voc_map_area@0.5": metrics["voc"]["map_area"],
