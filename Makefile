@@ -19,13 +19,17 @@ demo: install
 test: install
 	$(VENV)/bin/python -m pytest -q
 
+# ruff, then the layers (import-linter) and types (mypy) over the installed namespace's
+# layout, which .ci/namespace_view.sh lays out as links under build/nsview.
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	bash .ci/namespace_view.sh >/dev/null
+	cd build/nsview && PYTHONPATH=$$PWD $(abspath $(VENV))/bin/lint-imports --config ../../pyproject.toml
+	cd build/nsview && $(abspath $(VENV))/bin/mypy -p prodet --config-file ../../pyproject.toml --cache-dir ../mypy_cache
 
 # Every benchmark, each rewriting its own section of BENCHMARKS.md (about 2.5 hours).
 bench: install
 	$(PY) bench/convert.py --write BENCHMARKS.md
-	$(PY) bench/convert_floor.py --write BENCHMARKS.md
 	$(PY) bench/data_loading.py --write BENCHMARKS.md
 	$(PY) bench/train_budget.py --datasets groceries25_voc commodity_voc --heads ssd fast_rcnn --minutes 15 --extra-run groceries25_voc:ssd:8 --flags "groceries25_voc=--size 224 --ema --set ema_decay=0.995" --flags "commodity_voc=--ema --set ema_decay=0.99" --write BENCHMARKS.md
 	# the commodity SSD rows with a feature pyramid (four seeds; added to the table by hand)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from prodet.annotations.report import Problem
 from prodet.annotations.voc_xml import RawObject
 
@@ -36,6 +37,23 @@ def voc_to_xyxy(xmin: float, ymin: float, xmax: float, ymax: float) -> tuple[flo
 def xyxy_to_voc(x1: float, y1: float, x2: float, y2: float) -> tuple[float, ...]:
     """Inverse of ``voc_to_xyxy``."""
     return x1 + 1.0, y1 + 1.0, x2, y2
+
+
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """IoU of ``[N, 4]`` and ``[M, 4]`` ``x1, y1, x2, y2`` boxes as float64 ``[N, M]``.
+
+    Areas are continuous, ``(x2 - x1) * (y2 - y1)`` (no VOC devkit ``+ 1``); a side with
+    ``x2 < x1`` counts as 0, and the IoU of two boxes without area is 0.
+    """
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(bottom_right - top_left, 0.0, None).prod(axis=-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0.0, None).prod(axis=-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0.0, None).prod(axis=-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def clean_objects(

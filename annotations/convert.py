@@ -16,11 +16,14 @@ import logging
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm  # no types-tqdm stubs installed
+
+from prodet import __version__
 from prodet.annotations.boxes import ON_ERROR_MODES
 from prodet.annotations.convert_file import (
     ConvertOptions,
@@ -45,9 +48,6 @@ from prodet.annotations.voc_folder import (
     read_splits,
     with_file_stats,
 )
-from tqdm import tqdm
-
-from prodet import __version__
 
 __all__ = [
     "ConversionResult",
@@ -179,6 +179,7 @@ class _RecordBuilder:
             else:
                 seen.add(image_id)
                 keep.append(True)
+        rows: Sequence[int]
         if all(keep):
             rows = range(len(keep))
         else:
@@ -215,10 +216,12 @@ class _RecordBuilder:
         boxes = np.concatenate(self.boxes) if self.boxes else np.zeros((0, 4), np.float32)
         labels = final_labels[np.concatenate(self.labels)] if self.labels else np.zeros(0, np.int64)
         difficult = np.concatenate(self.difficult) if self.difficult else np.zeros(0, bool)
-        columns = [ids, self.paths, self.widths, self.heights, self.formats, self.shas]
+        text_columns = [ids, self.paths, self.formats, self.shas]
+        size_columns = [self.widths, self.heights]
         if any(a >= b for a, b in itertools.pairwise(ids)):
             order = sorted(range(len(ids)), key=ids.__getitem__)
-            columns = [[c[i] for i in order] for c in columns]
+            text_columns = [[c[i] for i in order] for c in text_columns]
+            size_columns = [[c[i] for i in order] for c in size_columns]
             starts = np.zeros(len(counts), dtype=np.int64)
             np.cumsum(counts[:-1], out=starts[1:])
             counts = counts[order]
@@ -226,7 +229,8 @@ class _RecordBuilder:
             new_starts = np.cumsum(counts) - counts
             take = np.repeat(starts[order] - new_starts, counts) + np.arange(int(counts.sum()))
             boxes, labels, difficult = boxes[take], labels[take], difficult[take]
-        sorted_ids, paths, widths, heights, formats, shas = columns
+        sorted_ids, paths, formats, shas = text_columns
+        widths, heights = size_columns
         return RecordTable(
             sorted_ids,
             paths,
@@ -294,6 +298,8 @@ def summarize(
 ) -> ConversionSummary:
     """Counts per class, difficult objects, negatives, problems and split sizes."""
     table = dataset.records  # a RecordTable: counted from its columns
+    if not isinstance(table, RecordTable):  # VocDataset.__post_init__ always makes one
+        raise TypeError(f"dataset records are a {type(table).__name__}, not a RecordTable")
     classes = dataset.classes
     labels = table.labels[table.labels < len(classes)]  # a loaded file may hold others
     counts = np.bincount(labels, minlength=len(classes)).tolist()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 import numpy as np
+
 from prodet.annotations.boxes import clean_object_lists
 from prodet.annotations.image_header import ImageHeader, ImageHeaderError, read_image_header_fd
 from prodet.annotations.report import Problem

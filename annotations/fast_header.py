@@ -30,8 +30,8 @@ from PIL import Image, ImageFile, PngImagePlugin
 FIRST_READ = 4096  # one read covers the PNG IHDR and most JPEG headers up to SOF and SOS
 MAX_SCAN = 1 << 22  # headers further in than 4 MiB are left to Pillow
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
 
 # Pillow's PngImagePlugin._MODES, (bit depth, colour type) -> mode.
 _PNG_MODES = {
@@ -63,7 +63,7 @@ _IS_CID = re.compile(rb"\w\w\w\w").match  # Pillow's PngImagePlugin.is_cid
 
 _JPEG_MODES = {1: "L", 3: "RGB", 4: "CMYK"}
 # Pillow's JPEG marker table: SOF handlers, and markers it passes over without a length.
-JPEG_SOF = frozenset(
+_JPEG_SOF = frozenset(
     {*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), 0xCD, 0xCE, 0xCF, 0xDE}
 )
 _NO_LENGTH = frozenset({0xC8, *range(0xD0, 0xDA), *range(0xF0, 0xFE)})
@@ -111,9 +111,9 @@ def read_fast_header_fd(fd: int) -> tuple[str, int, int, str] | None:
         return None
     try:
         head = _Head(fd, os.pread(fd, FIRST_READ, 0))
-        if head.data.startswith(PNG_MAGIC):
+        if head.data.startswith(_PNG_MAGIC):
             found = _png(head)
-        elif head.data.startswith(JPEG_MAGIC):
+        elif head.data.startswith(_JPEG_MAGIC):
             found = _jpeg(head)
         else:
             return None
@@ -246,7 +246,7 @@ def _jpeg(head: _Head) -> tuple[str, int, int, str] | None:
         if end < start or not head.has(end):
             return None
         data = head.data
-        if marker in JPEG_SOF:
+        if marker in _JPEG_SOF:
             # Pillow: 8-bit samples, 1/3/4 components, whole 3-byte component entries.
             if end - start < 6 or (end - start - 6) % 3 or data[start] != 8:
                 return None

@@ -11,12 +11,10 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from PIL import Image, UnidentifiedImageError
-from prodet.annotations.fast_header import read_fast_header, read_fast_header_fd
+from PIL import Image
 
-# Restrict Pillow's format probing to formats a detection dataset plausibly holds; this
-# skips probing dozens of exotic plugins for every file.
-_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF", "PPM")
+from prodet.annotations.fast_header import read_fast_header, read_fast_header_fd
+from prodet.annotations.image_decode import SNIFF_BYTES, sniff_format
 
 
 class ImageHeaderError(ValueError):
@@ -63,15 +61,21 @@ def read_image_header_fd(fd: int, path: str) -> ImageHeader:
 def read_pillow_header(path: str | os.PathLike[str]) -> ImageHeader:
     """``read_image_header`` by ``Image.open`` alone (the reference for ``fast_header``).
 
+    The format is sniffed by ``image_decode.sniff_format``, so the converter accepts the
+    formats that training and the service decode, no others.
+
     Raises:
         FileNotFoundError: no such file.
         ImageHeaderError: the bytes are not a supported image (names the file).
     """
     try:
-        with Image.open(path, formats=_FORMATS) as im:
-            width, height = im.size
-            return ImageHeader(str(im.format), int(width), int(height), str(im.mode))
+        with open(path, "rb") as file:
+            image_format = sniff_format(file.read(SNIFF_BYTES))
+            file.seek(0)
+            with Image.open(file, formats=[image_format]) as im:
+                width, height = im.size
+                return ImageHeader(str(im.format), int(width), int(height), str(im.mode))
     except FileNotFoundError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError) as exc:  # UnsupportedImageError is a ValueError
         raise ImageHeaderError(f"{path}: not a readable image ({exc})") from None

@@ -24,7 +24,7 @@ _ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
     {
         # Format 1 pickled one ImageRecord per image: admitted so that such a file loads
         # far enough to be refused by its version number, with the hint to convert again.
-        ("prodet.annotations.schema", "ImageRecord"),
+        ("prodet.annotations.image_record", "ImageRecord"),
         ("prodet.annotations.schema", "VocDataset"),
         ("prodet.annotations.record_table", "RecordTable"),
         ("numpy", "ndarray"),
@@ -44,6 +44,11 @@ _RENAMED_MODULES: dict[str, str] = {
     "annotations.record_table": "prodet.annotations.record_table",
 }
 
+# Classes that moved module: files written before name them where they were.
+_MOVED_CLASSES: dict[tuple[str, str], str] = {
+    ("prodet.annotations.schema", "ImageRecord"): "prodet.annotations.image_record",
+}
+
 
 class UnsafePickleError(pickle.UnpicklingError):
     """The file references a global outside the dataset schema."""
@@ -60,6 +65,7 @@ class _SchemaUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> type:
         module = _RENAMED_MODULES.get(module, module)
+        module = _MOVED_CLASSES.get((module, name), module)
         if (module, name) not in _ALLOWED_GLOBALS:
             raise UnsafePickleError(
                 f"{self._source}: refusing to load: the pickle references {module}.{name}, "

@@ -31,7 +31,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any, overload
 
 import numpy as np
-from prodet.annotations.schema import ImageRecord
+
+from prodet.annotations.image_record import ImageRecord
 
 _STR_COLUMNS = ("image_ids", "image_paths", "formats", "xml_sha256")
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from prodet.annotations.atomic import atomic_write_bytes
 
-# Problem kinds. "error" kinds make a ``--on-error fail`` run fail; the others are fixed
-# the same way in every mode and only reported.
+# Problem kinds. "error" kinds make a ``--on-error fail`` run fail; the others (warnings:
+# size_mismatch, clipped_box, degenerate_box, unknown_split_id) are fixed the same way in
+# every mode and only reported.
 ERROR_KINDS = frozenset(
     {
         "unreadable_xml",  # malformed XML, or not VOC at all
@@ -20,14 +21,6 @@ ERROR_KINDS = frozenset(
         "inverted_box",  # xmin > xmax or ymin > ymax
         "unknown_class",  # name not in --classes
         "duplicate_id",  # two annotation files with the same stem
-    }
-)
-WARNING_KINDS = frozenset(
-    {
-        "size_mismatch",  # <size> missing, 0x0 or not the image's real size
-        "clipped_box",  # box partly outside the image, clipped
-        "degenerate_box",  # zero-area or fully outside box, dropped
-        "unknown_split_id",  # id listed in ImageSets/Main but without annotation
     }
 )
 

@@ -18,7 +18,19 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
+from prodet.annotations.image_record import ImageRecord
+from prodet.annotations.record_table import RecordTable
+
+# ImageRecord lives in its own module (below record_table); it is named here too, as part
+# of the contract, and datasets of format 1 pickled it under this module's name.
+__all__ = [
+    "BACKGROUND",
+    "FORMAT_VERSION",
+    "HASH_VERSION",
+    "ImageRecord",
+    "VocDataset",
+    "compute_content_hash",
+]
 
 FORMAT_VERSION = 2
 # The content hash's own version: it hashes the content, not the file layout, so it did not
@@ -26,53 +38,6 @@ FORMAT_VERSION = 2
 # dataset still matches the same data converted again).
 HASH_VERSION = 1
 BACKGROUND = "__background__"
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """One annotated image.
-
-    Attributes:
-        image_id: the annotation's file stem, unique in the dataset.
-        image_path: path of the image relative to ``VocDataset.root`` (POSIX separators).
-        width, height: the real image size in pixels, read from the image file's header.
-        image_format: the real format sniffed from the bytes (``"PNG"``, ``"JPEG"``, ...),
-            whatever the file extension says.
-        boxes: float32 ``[N, 4]``, ``x1, y1, x2, y2``, 0-based pixels (see module doc).
-        labels: int64 ``[N]``, indices into ``VocDataset.classes`` (never 0).
-        difficult: bool ``[N]``, VOC's ``<difficult>`` flag.
-        xml_sha256: hex digest of the annotation file's bytes.
-    """
-
-    image_id: str
-    image_path: str
-    width: int
-    height: int
-    image_format: str
-    boxes: np.ndarray
-    labels: np.ndarray
-    difficult: np.ndarray
-    xml_sha256: str
-
-    def __post_init__(self) -> None:
-        n = len(self.labels)
-        if self.boxes.shape != (n, 4) or self.boxes.dtype != np.float32:
-            raise ValueError(
-                f"ImageRecord {self.image_id!r}: boxes must be float32 [{n}, 4], "
-                f"got {self.boxes.dtype} {list(self.boxes.shape)}"
-            )
-        if self.labels.dtype != np.int64 or self.difficult.shape != (n,):
-            raise ValueError(
-                f"ImageRecord {self.image_id!r}: labels must be int64 [N] and difficult bool [N]"
-            )
-        # min() over a Python list: a numpy reduction costs ~1 us per record, and records
-        # hold a handful of labels.
-        if n and min(self.labels.tolist()) < 1:
-            raise ValueError(f"ImageRecord {self.image_id!r}: label 0 is background, not a box")
-
-    @property
-    def num_objects(self) -> int:
-        return len(self.labels)
 
 
 @dataclass(frozen=True)
@@ -101,8 +66,6 @@ class VocDataset:
     content_hash: str = ""
 
     def __post_init__(self) -> None:
-        from prodet.annotations.record_table import RecordTable  # it builds on ImageRecord
-
         if not isinstance(self.records, RecordTable):
             object.__setattr__(self, "records", RecordTable.from_records(self.records))
 
@@ -129,8 +92,6 @@ def compute_content_hash(
     splits: dict[str, tuple[str, ...]],
 ) -> str:
     """sha256 over everything a model depends on, independent of pickle's byte layout."""
-    from prodet.annotations.record_table import RecordTable
-
     # One sha256 over the concatenated parts (the digest equals feeding them one by one).
     parts = [f"v{HASH_VERSION}\n".encode(), "\n".join(classes).encode("utf-8")]
     RecordTable.from_records(records).hash_into(parts)  # a no-op wrap for a dataset's table

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+from tqdm import tqdm  # no types-tqdm stubs installed
+
 from prodet.annotations.occlusion import VisibilityMap, voc_flags
 from prodet.annotations.synthetic_products import (
     DISTRACTORS,
@@ -34,7 +36,6 @@ from prodet.annotations.synthetic_products import (
     draw_product,
 )
 from prodet.annotations.voc_writer import VocObject, annotation_xml, write_image_sets
-from tqdm import tqdm
 
 SHELF_CLASSES: tuple[str, ...] = tuple(kind.name for kind in PRODUCTS)
 TEST_EVERY = 5

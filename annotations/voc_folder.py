@@ -15,9 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-_IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".jpe"}
-)
+from prodet.annotations.image_decode import IMAGE_EXTENSIONS
 
 
 class VocFolderError(ValueError):
@@ -71,7 +69,7 @@ def _scan_images(directory: Path, stat_files: bool) -> list[tuple[str, str]]:
             name = e.name
             dot = name.rfind(".")  # os.path.splitext, without its call overhead per file
             stem = name[:dot]
-            if dot < 1 or name[dot:].lower() not in _IMAGE_EXTENSIONS or not stem.strip("."):
+            if dot < 1 or name[dot:].lower() not in IMAGE_EXTENSIONS or not stem.strip("."):
                 continue
             if e.is_file(follow_symlinks=False) or (
                 e.is_symlink() and (not stat_files or e.is_file())

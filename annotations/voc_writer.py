@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lxml import etree
+
 from prodet.annotations.boxes import xyxy_to_voc
 
 

@@ -30,7 +30,8 @@ class RawObject(NamedTuple):
     times cheaper to make than a frozen dataclass.
     """
 
-    index: int
+    # Shadows tuple.index on purpose: the public field name (boxes.py and reports use it).
+    index: int  # type: ignore[assignment]
     name: str
     xmin: float
     ymin: float
@@ -160,10 +161,14 @@ def _read_object(index: int, obj: etree._Element) -> RawObject | ObjectIssue:
         if value is None:
             return ObjectIssue(index, f"object {name!r}: <bndbox><{tag}> missing or not a number")
         coords.append(value)
+    xmin, ymin, xmax, ymax = coords
     return RawObject(
         index,
         name,
-        *coords,
+        xmin,
+        ymin,
+        xmax,
+        ymax,
         _flag(fields.get("difficult")),
         _flag(fields.get("truncated")),
         _text(fields.get("pose")) or "Unspecified",

@@ -6,7 +6,7 @@ pickle with ``convert_folder`` + ``dump_dataset``; all its images (both splits) 
 statistics. Three configurations are timed, each over full passes after one unmeasured
 warm-up pass (page cache warm, workers started):
 
-* decode only: ``decode_image`` for every image, in this process;
+* decode only: ``decode_image_file`` for every image, in this process;
 * loader with ``num_workers=0``: decode + ``ssd`` augmentation + collate in this process;
 * loader with ``--workers`` worker processes (default 2, persistent), the headline.
 
@@ -27,11 +27,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench_report import load_note, machine_description, run_lines, write_section
+
 from prodet.annotations.convert import convert_folder
+from prodet.annotations.image_decode import decode_image_file
 from prodet.annotations.pickle_store import dump_dataset
 from prodet.datasets.augment import build_transform
 from prodet.datasets.detection_dataset import DetectionDataset
-from prodet.datasets.image_io import decode_image
 from prodet.datasets.loader import build_loader
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ def time_passes(run_pass: Callable[[], int], repeats: int) -> list[float]:
 def decode_pass(dataset: DetectionDataset) -> Callable[[], int]:
     def run() -> int:
         for index in range(len(dataset)):
-            decode_image(dataset.image_path(index))
+            decode_image_file(dataset.image_path(index))
         return len(dataset)
 
     return run

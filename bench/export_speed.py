@@ -34,11 +34,13 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from bench_report import load_note, run_lines, write_section
+
 from prodet.annotations.pickle_store import load_dataset
 from prodet.datasets.detection_dataset import DetectionDataset
 from prodet.detection.checkpoint import load_checkpoint
 from prodet.detection.checkpoint_eval import eval_transform, model_from_checkpoint
 from prodet.detection.evaluate import evaluate_model
+from prodet.export.onnx_contract import parse_metadata
 from prodet.export.onnx_evaluate import eval_dataset, evaluate_session
 from prodet.export.onnx_export import checkpoint_val_map
 from prodet.export.ort_runner import open_session, run_batches
@@ -131,8 +133,8 @@ def build_engines(
         path = workdir / f"{config.head}-{proposals}-{precision}.onnx"
         result = export_checkpoint(checkpoint_path, path, options)
         session = open_session(path, threads=max(args.threads))
-        props = result.metadata
-        test_map = evaluate_session(session, eval_dataset(voc, args.split, props)).voc.map_area
+        metadata = parse_metadata(result.metadata)
+        test_map = evaluate_session(session, eval_dataset(voc, args.split, metadata)).voc.map_area
         name = f"onnxruntime CPU {precision}"
         engines.append(Engine(head, name, _ort_engine(path, images.numpy()), test_map, {}))
     return engines

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from fastapi import FastAPI, Request
 from PIL import Image
+
 from prodet.detection.checkpoint import load_checkpoint
 from prodet.detection.checkpoint_eval import eval_transform, model_from_checkpoint
 

@@ -26,10 +26,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from prodet.serve.model_runner import ModelRunner
-from prodet.serve.preprocess import boxes_to_original, prepare_image
 
+from prodet.datasets.geometry import boxes_to_original
 from prodet.live_server import clean_environment, free_port
+from prodet.serve.model_runner import ModelRunner
+from prodet.serve.preprocess import prepare_image
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,7 +134,7 @@ def raw_onnxruntime(
             images = [prepare_image(image, metadata, max_pixels=MAX_PIXELS) for _ in range(batch)]
             outputs = runner.run(np.stack([p.tensor for p in images]))
             for item, raw in zip(images, outputs, strict=True):
-                boxes_to_original(raw.boxes, item.geometry, item.width, item.height)
+                boxes_to_original(raw.boxes, item.geometry)
             return batch
 
         results.append(_timed("raw onnxruntime, model only", batch, seconds, model_only))
@@ -179,5 +180,5 @@ class _Pipelined:
         self.pending = self._submit()
         outputs = self.runner.run(np.stack([p.tensor for p in images]))
         for item, raw in zip(images, outputs, strict=True):
-            boxes_to_original(raw.boxes, item.geometry, item.width, item.height)
+            boxes_to_original(raw.boxes, item.geometry)
         return self.batch

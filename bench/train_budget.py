@@ -46,11 +46,6 @@ BUDGET_FLAGS = [
     "--preset",
     "light",
 ]
-TARGETS = (
-    ("groceries25_voc", 15.0, 0.40),
-    ("commodity_voc", 15.0, 0.65),
-    ("groceries25_voc", 8.0, 0.20),
-)
 HEAD_FLAGS: dict[str, list[str]] = {"ssd": [], "fast_rcnn": []}
 
 
@@ -129,21 +124,6 @@ def table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def verdict(rows: list[dict[str, object]]) -> str:
-    """The issue's targets against the best head per dataset and budget."""
-    parts = []
-    for dataset, minutes, target in TARGETS:
-        scores = [
-            float(r["voc_map_area"])  # type: ignore[arg-type]
-            for r in rows
-            if r["dataset"] == dataset and float(r["minutes"]) == minutes  # type: ignore[arg-type]
-        ]
-        if scores:
-            met = "met" if max(scores) >= target else "**not met**"
-            parts.append(f"{dataset} {minutes:g} min >= {target}: {met} ({max(scores):.3f})")
-    return "Targets (VOC area mAP@0.5 of the better head): " + "; ".join(parts) + "."
-
-
 def copy_plots(rows: list[dict[str, object]], workdir: Path) -> list[tuple[str, str]]:
     """Copy each run's curves.png and test PR curves into docs/benchmarks/; return links."""
     target = REPO / "docs" / "benchmarks"
@@ -220,8 +200,6 @@ def main() -> int:
             SECTION,
             "",
             table(rows),
-            "",
-            verdict(rows),
             "",
             f"Machine: {machine_description()}. Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.",
             f"Command: `python bench/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}`.",

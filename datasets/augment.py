@@ -54,13 +54,14 @@ import albumentations as A
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
-from prodet.datasets.letterbox import (
+
+from prodet.datasets.geometry import (
     ResizeGeometry,
     ResizeMode,
     check_resize_mode,
     resize_geometry,
-    resize_transforms,
 )
+from prodet.datasets.letterbox import ResizeToInput
 from prodet.datasets.min_iou_crop import MinIoURandomCrop
 from prodet.datasets.zoom_out import ZoomOut
 
@@ -145,11 +146,11 @@ class DetectionTransform:
         picked = self._partner_rng.sample(range(count - 1), min(self.mosaic_partners, count - 1))
         return [i + (i >= index) for i in picked]
 
-    def geometry(self, height: int, width: int) -> ResizeGeometry | None:
+    def geometry(self, width: int, height: int) -> ResizeGeometry | None:
         """How a ``width x height`` image maps into the output; None for random presets."""
         if self.is_random:
             return None
-        return resize_geometry(height, width, self.size, self.resize_mode)
+        return resize_geometry(width, height, self.size, self.resize_mode)
 
     def __call__(
         self,
@@ -169,7 +170,8 @@ class DetectionTransform:
             partners: for mosaic, other samples as ``(image, boxes, labels, difficult)``
                 tuples of the same kinds (ignored without mosaic).
         """
-        data = _sample_dict(image, boxes, labels, difficult)
+        # albumentations' keyword arguments: arrays, plus a list of dicts for mosaic.
+        data: dict[str, Any] = _sample_dict(image, boxes, labels, difficult)
         if self.mosaic_partners:
             data["mosaic_metadata"] = [_sample_dict(*partner) for partner in partners]
         out = self.pipeline(**data)
@@ -188,7 +190,7 @@ def _sample_dict(
     """Validate one sample and put it in albumentations' keyword form."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(
-            f"image must be uint8 [H, W, 3] RGB (use datasets.image_io.decode_image), "
+            f"image must be uint8 [H, W, 3] RGB (use annotations.image_decode.decode_image_file), "
             f"got {image.dtype} {list(image.shape)}"
         )
     n = len(labels)
@@ -319,7 +321,7 @@ def build_transform(
             ),
         )
         min_box_side = max(min_box_side, MOSAIC_MIN_SIDE * size)
-    steps += resize_transforms(size, resize_mode, fill)
+    steps.append(ResizeToInput(size, resize_mode, fill))
     if normalize:
         steps.append(A.Normalize(mean=tuple(mean), std=tuple(std), max_pixel_value=255.0))
     else:

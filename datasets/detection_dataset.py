@@ -13,10 +13,11 @@ Each item is ``(image, target)``:
   - ``"difficult"``: bool ``[N]``, VOC's difficult flag.
   - ``"image_id"``: str, the record's id.
   - ``"orig_size"``: ``(height, width)`` of the stored image.
-  - ``"scale"``, ``"pad"``: ``(sx, sy)`` and ``(left, top)`` with
-    ``image_xy = orig_xy * scale + pad``; pass them to
-    ``datasets.letterbox.boxes_to_original`` to map predictions back. Both are ``None``
-    for random presets, whose samples have no fixed mapping back.
+  - ``"geometry"``: a ``datasets.geometry.ResizeGeometry``, how the stored image maps onto
+    ``image`` (``image_xy = orig_xy * scale + pad``); pass it to
+    ``datasets.geometry.boxes_to_original`` to map predictions back. Without a transform
+    it is ``ResizeGeometry.identity``; ``None`` for random presets, whose samples have no
+    fixed mapping back.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
+
+from prodet.annotations.image_decode import AlphaMode, decode_image_file
 from prodet.annotations.pickle_store import load_dataset
 from prodet.annotations.schema import ImageRecord, VocDataset
 from prodet.datasets.augment import DetectionTransform
-from prodet.datasets.image_io import AlphaMode, decode_image
-from torch.utils.data import Dataset
+from prodet.datasets.geometry import ResizeGeometry
 
 Target = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -75,7 +78,7 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         split: split name (``"trainval"``, ``"test"``, ...); ignored when ``ids`` is given.
         ids: explicit image ids, e.g. one part of ``split_ids``.
         transform: from ``build_transform``; None yields the decoded image in ``0..1``.
-        alpha: how images with transparency are flattened (see ``datasets.image_io``).
+        alpha: how images with transparency are flattened (see ``annotations.image_decode``).
         cache_mb: memory budget of ``preload`` for decoded images (0: never cache).
 
     Raises:
@@ -170,7 +173,7 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
 
     def _decode(self, index: int) -> np.ndarray:
         record = self.records[index]
-        image = decode_image(self.image_path(index), alpha=self.alpha)
+        image = decode_image_file(self.image_path(index), alpha=self.alpha)
         height, width = image.shape[:2]
         if (width, height) != (record.width, record.height):
             raise ValueError(
@@ -209,19 +212,16 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
                 boxes=torch.from_numpy(record.boxes.copy()),
                 labels=torch.from_numpy(record.labels.copy()),
                 difficult=torch.from_numpy(record.difficult.astype(bool)),
-                scale=(1.0, 1.0),
-                pad=(0, 0),
+                geometry=ResizeGeometry.identity(width, height),
             )
             return tensor.float().div_(255.0), target
         sample = self.transform(
             image, record.boxes, record.labels, record.difficult, self._partners(index)
         )
-        geometry = self.transform.geometry(height, width)
         target.update(
             boxes=torch.from_numpy(sample.boxes),
             labels=torch.from_numpy(sample.labels),
             difficult=torch.from_numpy(sample.difficult),
-            scale=None if geometry is None else geometry.scale,
-            pad=None if geometry is None else geometry.pad,
+            geometry=self.transform.geometry(width, height),
         )
         return sample.image, target

@@ -18,12 +18,15 @@ A dataset takes part in seeding by having a ``reseed(seed: int)`` method (as
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, get_worker_info
+
+if TYPE_CHECKING:
+    # The iterator DataLoader.__iter__ returns (torch names it only privately).
+    from torch.utils.data.dataloader import _BaseDataLoaderIter
 
 Batch = tuple[torch.Tensor | list[torch.Tensor], list[dict[str, Any]]]
 
@@ -80,7 +83,7 @@ class SeededDataLoader(DataLoader):
     dataset before iterating.
     """
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> _BaseDataLoaderIter:
         if self.num_workers == 0:
             draw = torch.randint(0, 2**62, (), generator=self.generator)
             reseed_dataset(self.dataset, int(draw))

@@ -27,6 +27,11 @@ from itertools import pairwise
 from pathlib import Path
 
 import timm
+from timm.models.efficientnet import EfficientNetFeatures
+from torch import Tensor, nn
+from torchvision import models
+from torchvision.models import WeightsEnum
+
 from prodet.detection.freezing import freeze_stages
 from prodet.detection.weights import (
     IMAGENET_MEAN,
@@ -38,9 +43,6 @@ from prodet.detection.weights import (
     load_weights_file,
     normalisation,
 )
-from torch import Tensor, nn
-from torchvision import models
-from torchvision.models import WeightsEnum
 
 STAGE_STRIDES: tuple[int, ...] = (2, 4, 8, 16, 32)
 DEFAULT_OUT_INDICES: tuple[int, ...] = (2, 3, 4)
@@ -174,6 +176,11 @@ def efficientnet_lite0_backbone(
     body = timm.create_model(
         "efficientnet_lite0", pretrained=False, features_only=True, out_indices=indices
     )
+    if not isinstance(body, EfficientNetFeatures):
+        raise RuntimeError(
+            f"timm {timm.__version__} builds efficientnet_lite0 features as "
+            f"{type(body).__name__}, not EfficientNetFeatures; update the stage table"
+        )
     expected_modules = [_EFFICIENTNET_STAGES[i][-1] for i in indices]
     if body.feature_info.module_name() != expected_modules:
         raise RuntimeError(
@@ -210,16 +217,21 @@ class _TorchvisionSpec:
 
 def _split_resnet(model: nn.Module) -> list[nn.Module]:
     return [
-        nn.Sequential(model.conv1, model.bn1, model.relu),
-        nn.Sequential(model.maxpool, model.layer1),
-        model.layer2,
-        model.layer3,
-        model.layer4,
+        nn.Sequential(
+            model.get_submodule("conv1"), model.get_submodule("bn1"), model.get_submodule("relu")
+        ),
+        nn.Sequential(model.get_submodule("maxpool"), model.get_submodule("layer1")),
+        model.get_submodule("layer2"),
+        model.get_submodule("layer3"),
+        model.get_submodule("layer4"),
     ]
 
 
 def _split_features(bounds: tuple[int, ...], model: nn.Module) -> list[nn.Module]:
-    return [model.features[start:end] for start, end in pairwise(bounds)]
+    features = model.get_submodule("features")
+    if not isinstance(features, nn.Sequential):
+        raise TypeError(f"{type(model).__name__}.features is not an nn.Sequential")
+    return [features[start:end] for start, end in pairwise(bounds)]
 
 
 _TORCHVISION: dict[str, _TorchvisionSpec] = {

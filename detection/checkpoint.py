@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from prodet.annotations.atomic import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "prodet-checkpoint"
@@ -38,7 +39,10 @@ class CheckpointError(ValueError):
 
 def rng_state() -> dict[str, Any]:
     """Python, numpy and torch RNG states as weights-only-loadable values."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = np.random.get_state()
+    if not isinstance(numpy_state, tuple):  # a dict when the global generator is not MT19937
+        raise TypeError("numpy's global random generator is not the legacy MT19937")
+    kind, keys, pos, has_gauss, gauss = numpy_state
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": [kind, torch.from_numpy(keys.copy()), pos, has_gauss, gauss],

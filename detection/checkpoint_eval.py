@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
 from prodet.annotations.pickle_store import load_dataset
 from prodet.datasets.augment import DetectionTransform, build_transform
 from prodet.datasets.detection_dataset import DetectionDataset
@@ -16,7 +18,6 @@ from prodet.detection.evaluate import evaluate_model, write_evaluation_files
 from prodet.detection.model_factory import build_model
 from prodet.detection.pr_plots import per_class_table
 from prodet.detection.proposals import proposal_fn
-from torch import nn
 
 
 def inference_overrides(flat_config: dict[str, Any], proposals: int | None) -> dict[str, Any]:
@@ -75,6 +76,11 @@ def model_from_checkpoint(
     return model.eval(), config
 
 
+def score_threshold_of(config: TrainConfig) -> float:
+    """The score threshold the model applies to its detections (its head's ``score_thresh``)."""
+    return config.ssd.score_thresh if config.head == "ssd" else config.fast_rcnn.score_thresh
+
+
 def eval_transform(input_spec: dict[str, Any]) -> DetectionTransform:
     """The ``eval`` preset matching a checkpoint's ``input`` entry (size, mean, std, resize)."""
     return build_transform(
@@ -107,7 +113,9 @@ def evaluate_checkpoint(
     proposals: int | None = None,
     proposals_file: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Run the checkpoint over ``split`` and write the evaluation files into ``out_dir``.
+    """Run the checkpoint over ``split`` and write the evaluation files into ``out_dir``
+    (``detection.evaluate.write_evaluation_files``; the confusion matrix at the checkpoint's
+    own score threshold).
 
     Raises:
         ValueError: the checkpoint's classes differ from the dataset's, or the split is
@@ -139,7 +147,9 @@ def evaluate_checkpoint(
         batch_size=batch_size,
         proposals=proposal_fn(boxes_file) if boxes_file else None,
     )
-    write_evaluation_files(Path(out_dir), evaluation, voc.classes)
+    write_evaluation_files(
+        Path(out_dir), evaluation, voc.classes, score_threshold=score_threshold_of(config)
+    )
     headline = {
         "split": split,
         "images": len(dataset),

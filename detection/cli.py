@@ -115,7 +115,8 @@ def _evaluate_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="prodet evaluate",
         description="VOC07 11-point and area AP@0.5, COCO mAP@[.5:.95], per-class table, "
-        "PR curves and COCO-format predictions for one split.",
+        "PR curves, COCO-format predictions (image ids of `prodet convert --coco`) and a "
+        "confusion matrix for one split.",
     )
     p.add_argument("--checkpoint", type=Path, help="a checkpoint from `prodet train` (best.pt)")
     p.add_argument(
@@ -184,5 +185,8 @@ def evaluate_main(argv: list[str], *, evaluate_onnx: OnnxEvaluator | None = None
         return 2
     print(summary["table"])
     print(json.dumps(summary["headline"], indent=2))
-    print(f"wrote {out}/ (summary.json, per_class.md, pr_curves.png, predictions_coco.json)")
+    print(
+        f"wrote {out}/ (summary.json, per_class.md, pr_curves.png, predictions_coco.json, "
+        "confusion.csv, confusion.png)"
+    )
     return 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # no types-PyYAML stubs in the environment
 
 HEADS = ("ssd", "fast_rcnn")
 OPTIMIZERS = ("sgd", "adamw")
@@ -157,7 +157,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             return None
         inner = next(a for a in args if a is not type(None))
         return _coerce(value, inner, key)
-    if dataclasses.is_dataclass(annotation):
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise ValueError(f"config {key}: expected a mapping, got {value!r}")
         return _build(annotation, value, key + ".")

@@ -43,7 +43,7 @@ class DistContext:
         """This rank's shard of ``dataset`` for ``epoch`` (None when not distributed)."""
         if self.world_size == 1:
             return None
-        sampler = DistributedSampler(
+        sampler: DistributedSampler[int] = DistributedSampler(
             dataset, num_replicas=self.world_size, rank=self.rank, shuffle=True, seed=seed
         )
         sampler.set_epoch(epoch)

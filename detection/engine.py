@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from prodet.datasets.letterbox import boxes_to_original
 from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.optim.swa_utils import AveragedModel
-from tqdm import tqdm
+from tqdm import tqdm  # no types-tqdm stubs installed
+
+from prodet.datasets.geometry import boxes_to_original
 
 # Per batch: the loader's targets and the input side -> per image [P, 4] proposals.
 ProposalFn = Callable[[Sequence[Mapping[str, Any]], int], list[Tensor]]
@@ -82,7 +83,8 @@ def train_one_epoch(
     images_seen = 0
     complete = 1.0
     started = time.perf_counter()
-    use_amp = scaler is not None and device.type == "cuda"
+    amp_scaler = scaler if device.type == "cuda" else None
+    use_amp = amp_scaler is not None
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not progress)
     for images, targets in bar:
         images, model_targets = _to_device(images, targets, device)
@@ -98,16 +100,16 @@ def train_one_epoch(
                 f"epoch {epoch}: loss is {loss_value} ({parts}); lower --lr or raise warmup_epochs"
             )
         optimizer.zero_grad(set_to_none=True)
-        if use_amp:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
+        if amp_scaler is not None:
+            amp_scaler.scale(loss).backward()
+            amp_scaler.unscale_(optimizer)
         else:
             loss.backward()
         if grad_clip:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        if use_amp:
-            scaler.step(optimizer)
-            scaler.update()
+        if amp_scaler is not None:
+            amp_scaler.step(optimizer)
+            amp_scaler.update()
         else:
             optimizer.step()
         scheduler.step()
@@ -162,15 +164,13 @@ def predict(
         detections = model(images, **extra)
         model_seconds += time.perf_counter() - started
         for det, target in zip(detections, targets, strict=True):
-            boxes = det["boxes"].float().cpu()
-            if target.get("scale") is not None:
-                boxes = boxes_to_original(
-                    boxes, target["scale"], target["pad"], target["orig_size"]
-                )
+            boxes = det["boxes"].float().cpu().numpy()
+            if target.get("geometry") is not None:
+                boxes = boxes_to_original(boxes, target["geometry"])
             out.append(
                 {
                     "image_id": target["image_id"],
-                    "boxes": boxes.numpy(),
+                    "boxes": boxes,
                     "scores": det["scores"].float().cpu().numpy(),
                     "labels": det["labels"].cpu().numpy().astype(np.int64),
                 }

@@ -33,8 +33,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from prodet.detection.backbones import Backbone
-from prodet.detection.roi_pooler import RoIPooler
 from torch import Tensor, nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
@@ -42,6 +40,9 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
+
+from prodet.detection.backbones import Backbone
+from prodet.detection.roi_pooler import RoIPooler
 
 PROPOSAL_SOURCES: tuple[str, ...] = ("rpn", "precomputed")
 DEFAULT_ANCHOR_SIZES: tuple[int, ...] = (16, 32, 64, 128, 256)

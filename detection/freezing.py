@@ -49,11 +49,11 @@ def _frozen_copy(norm: nn.BatchNorm2d) -> nn.Module:
         frozen = FrozenBatchNorm2d(norm.num_features, eps=norm.eps)
     frozen = frozen.to(norm.running_mean.device)
     with torch.no_grad():
-        frozen.running_mean.copy_(norm.running_mean)
-        frozen.running_var.copy_(norm.running_var)
+        frozen.get_buffer("running_mean").copy_(norm.running_mean)
+        frozen.get_buffer("running_var").copy_(norm.running_var)
         if norm.affine:
-            frozen.weight.copy_(norm.weight)
-            frozen.bias.copy_(norm.bias)
+            frozen.get_buffer("weight").copy_(norm.weight)
+            frozen.get_buffer("bias").copy_(norm.bias)
     return frozen
 
 

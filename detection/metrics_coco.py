@@ -3,9 +3,11 @@
 Ground truth and predictions are per-image dicts (see ``detection.metrics_voc``) with
 boxes ``x1, y1, x2, y2`` in 0-based continuous pixels. In COCO form a box becomes
 ``bbox = [x1, y1, x2 - x1, y2 - y1]``, a label becomes its ``category_id`` (1..K-1, no
-background) and image ``i`` gets ``image_ids[i]``, by default ``i + 1``; pass the ids of
-``annotations.coco.to_coco`` (1-based positions in ``dataset.records``) to line results up
-with that file.
+background) and image ``i`` gets ``image_ids[i]``, by default ``i + 1``; pass
+``annotations.coco.coco_image_ids`` (1-based positions in ``dataset.records``) to line
+results up with the dataset's COCO export. The ground truth is built by that export's own
+builder, ``annotations.coco.coco_ground_truth``, so scoring ``coco_results`` against the
+file ``prodet convert --coco`` writes gives the numbers reported here.
 
 Difficult objects are ignored through ``iscrowd = 1``. pycocotools (checked on 2.0.11)
 overwrites any ``ignore`` field with ``iscrowd`` in ``COCOeval._prepare``, so ``iscrowd``
@@ -13,8 +15,7 @@ is the only ignore flag it honours. Detections on a crowd box are neither true n
 positives, however many there are, as in VOC. Two crowd rules differ from VOC: the
 overlap with a crowd box is the intersection over the detection's own area, so a small
 detection inside a difficult box is ignored where VOC counts a false positive; and a
-detection goes to a regular box before a crowd one. ``to_coco`` writes difficult boxes
-with ``iscrowd = 0``: evaluating against that file directly counts them as regular boxes.
+detection goes to a regular box before a crowd one.
 
 COCOeval keeps the 100 best detections per image (``maxDets``); VOC keeps all of them.
 Where pycocotools reports -1 (no ground truth for a class or an area range), this module
@@ -34,13 +35,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from prodet.annotations.coco import coco_ground_truth
 from prodet.detection.metrics_voc import (
     check_class_names,
     validate_ground_truth,
     validate_predictions,
 )
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 logger = logging.getLogger(__name__)
 
@@ -74,40 +77,6 @@ class CocoResult:
     stats: dict[str, float]
     per_class_ap: dict[str, float]
     per_class_ap50: dict[str, float]
-
-
-def coco_ground_truth(
-    ground_truth: Sequence[Mapping[str, Any]],
-    class_names: Sequence[str],
-    *,
-    image_ids: Sequence[int] | None = None,
-) -> dict[str, Any]:
-    """The ground truth as a COCO dataset dict; difficult boxes get ``iscrowd = 1``."""
-    names = check_class_names(class_names)
-    gts = validate_ground_truth(ground_truth, len(names))
-    ids = _image_ids(image_ids, len(gts))
-    annotations = []
-    for image_id, gt in zip(ids, gts, strict=True):
-        for box, label, difficult in zip(
-            gt.boxes.tolist(), gt.labels.tolist(), gt.difficult.tolist(), strict=True
-        ):
-            x1, y1, x2, y2 = box
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": label,
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "area": (x2 - x1) * (y2 - y1),
-                    "iscrowd": int(difficult),
-                    "difficult": bool(difficult),
-                }
-            )
-    return {
-        "images": [{"id": image_id} for image_id in ids],
-        "annotations": annotations,
-        "categories": [{"id": i, "name": n} for i, n in enumerate(names) if i > 0],
-    }
 
 
 def coco_results(
@@ -153,8 +122,14 @@ def evaluate_coco(
             f"need one prediction dict per ground-truth image (an empty one where nothing was "
             f"detected), in the same order; got {len(ground_truth)} and {len(predictions)}"
         )
-    dataset = coco_ground_truth(ground_truth, names, image_ids=image_ids)
-    results = coco_results(predictions, names, image_ids=image_ids)
+    ids = _image_ids(image_ids, len(ground_truth))
+    gts = validate_ground_truth(ground_truth, len(names))
+    dataset = coco_ground_truth(
+        [{"boxes": g.boxes, "labels": g.labels, "difficult": g.difficult} for g in gts],
+        names,
+        images=[{"id": image_id} for image_id in ids],
+    )
+    results = coco_results(predictions, names, image_ids=ids)
     captured = io.StringIO()
     with contextlib.redirect_stdout(captured):
         evaluator = _run_cocoeval(dataset, results)

@@ -19,10 +19,11 @@ Matching follows the official devkit (``VOCevaldet.m``):
    another free box overlaps it enough, where COCO would move on to that box;
 4. ``npos``, the recall's denominator, counts the non-difficult boxes.
 
-IoU uses continuous areas ``(x2 - x1) * (y2 - y1)``, as pycocotools does, not the devkit's
-``+ 1`` on integer pixel indices, since our boxes are continuous: values differ slightly
-from the MATLAB devkit's, most for small boxes. A class without non-difficult ground truth
-has AP NaN and is left out of the mean AP; one with ground truth but no detections, AP 0.
+IoU (``annotations.boxes.box_iou``) uses continuous areas ``(x2 - x1) * (y2 - y1)``, as
+pycocotools does, not the devkit's ``+ 1`` on integer pixel indices, since our boxes are
+continuous: values differ slightly from the MATLAB devkit's, most for small boxes. A class
+without non-difficult ground truth has AP NaN and is left out of the mean AP; one with
+ground truth but no detections, AP 0.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from prodet.annotations.boxes import box_iou
 
 VOC_IOU_THRESHOLD = 0.5
 # Exactly 0.0, 0.1, ..., 1.0; the devkit's np.arange(0, 1.1, 0.1) gives 0.30000000000000004,
@@ -98,22 +101,6 @@ class VocResult:
     def map_area(self) -> float:
         """Mean area AP over the classes with ground truth (NaN if none has any)."""
         return _nanmean([c.ap_area for c in self.classes])
-
-
-def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """IoU of ``[N, 4]`` and ``[M, 4]`` x1, y1, x2, y2 boxes as float64 ``[N, M]``.
-
-    Areas are continuous, ``(x2 - x1) * (y2 - y1)``; two empty boxes have IoU 0.
-    """
-    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
-    width = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    height = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.clip(width, 0.0, None) * np.clip(height, 0.0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def precision_envelope(precision: np.ndarray) -> np.ndarray:

@@ -6,9 +6,10 @@ come from the checkpoint, so the backbone is built without loading any file).
 
 from __future__ import annotations
 
+from torch import nn
+
 from prodet.detection.backbones import DEFAULT_OUT_INDICES, Backbone, build_backbone
 from prodet.detection.config import HEADS, TrainConfig
-from torch import nn
 
 
 def _backbone_weights(config: TrainConfig, pretrained: bool) -> tuple[str | None, str | None]:

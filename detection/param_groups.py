@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from prodet.detection.backbones import Backbone
 from torch import nn
+
+from prodet.detection.backbones import Backbone
 
 
 def param_groups(

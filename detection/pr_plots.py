@@ -25,6 +25,7 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
 from prodet.annotations.atomic import atomic_write_bytes
 from prodet.detection.metrics_coco import CocoResult
 from prodet.detection.metrics_voc import VocResult, precision_envelope

@@ -23,7 +23,7 @@ and 4 (``proposal_fn``), and ``prodet evaluate`` reuses the run's file (or
 
 Random augmentation presets move each sample's boxes differently, which boxes saved on
 disk cannot follow; ``proposals_for_batch`` therefore needs targets with a fixed
-``"scale"`` and ``"pad"`` (the ``"eval"`` preset's), and refuses the others.
+``"geometry"`` (the ``"eval"`` preset's), and refuses the others.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from prodet.annotations.atomic import atomic_write_bytes
 from torch import Tensor
+
+from prodet.annotations.atomic import atomic_write_bytes
 
 
 def _check_boxes(image_id: str, boxes: np.ndarray) -> np.ndarray:
@@ -56,7 +57,8 @@ def save_proposals(path: str | os.PathLike[str], proposals: Mapping[str, np.ndar
     """Write ``{image_id: [P, 4] boxes}`` (original-image pixels) as an ``.npz`` file."""
     checked = {image_id: _check_boxes(image_id, boxes) for image_id, boxes in proposals.items()}
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **checked)
+    # allow_pickle is numpy's default, passed by name so no image id can be taken for it.
+    np.savez_compressed(buffer, allow_pickle=True, **checked)
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -76,8 +78,8 @@ def proposals_for_batch(
 
     Args:
         store: ``{image_id: [P, 4]}`` in original-image pixels (``load_proposals``).
-        targets: the loader's targets, with ``"image_id"``, ``"scale"`` ``(sx, sy)`` and
-            ``"pad"`` ``(left, top)`` (``input_xy = orig_xy * scale + pad``).
+        targets: the loader's targets, with ``"image_id"`` and ``"geometry"`` (a
+            ``datasets.geometry.ResizeGeometry``: ``input_xy = orig_xy * scale + pad``).
         size: side of the model input.
 
     Returns:
@@ -89,13 +91,14 @@ def proposals_for_batch(
         image_id = target["image_id"]
         if image_id not in store:
             raise ValueError(f"no precomputed proposals for image {image_id!r}")
-        if target.get("scale") is None or target.get("pad") is None:
+        geometry = target.get("geometry")
+        if geometry is None:
             raise ValueError(
                 f"image {image_id!r} comes from a random augmentation preset; precomputed "
                 "proposals need a fixed geometry (build the loader with the 'eval' preset)"
             )
-        sx, sy = target["scale"]
-        px, py = target["pad"]
+        sx, sy = geometry.scale
+        px, py = geometry.pad
         boxes = torch.from_numpy(store[image_id]) * torch.tensor([sx, sy, sx, sy])
         batch.append((boxes + torch.tensor([px, py, px, py])).clamp(0, size).float())
     return batch

@@ -24,6 +24,8 @@ from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.ssd import SSD, SSDHead
 from torchvision.ops import FeaturePyramidNetwork
 
+from prodet.detection.backbones import Backbone
+
 DEFAULT_ASPECT_RATIOS: tuple[tuple[int, ...], ...] = ((2,), (2, 3), (2, 3), (2, 3), (2,), (2,))
 
 
@@ -63,7 +65,7 @@ class SSDFeatures(nn.Module):
 
     def __init__(
         self,
-        backbone: nn.Module,
+        backbone: Backbone,
         extra_channels: tuple[int, ...] = (256, 256, 128),
         fpn_channels: int = 0,
     ):
@@ -126,7 +128,7 @@ def _init_head(head: SSDHead, num_classes: int, background_prior: float = 0.99) 
 
 def build_ssd(
     *,
-    backbone: nn.Module,
+    backbone: Backbone,
     num_classes: int,
     size: int = 320,
     extra_channels: tuple[int, ...] = (256, 256, 128),

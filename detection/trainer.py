@@ -21,14 +21,18 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
 from prodet.annotations.atomic import atomic_write_bytes
 from prodet.annotations.pickle_store import load_dataset
 from prodet.annotations.schema import VocDataset
 from prodet.datasets.augment import build_transform
 from prodet.datasets.detection_dataset import DetectionDataset, split_ids
+from prodet.datasets.geometry import ResizeMode
 from prodet.datasets.loader import build_loader
 from prodet.detection import distributed
 from prodet.detection.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -40,8 +44,6 @@ from prodet.detection.param_groups import param_groups
 from prodet.detection.proposals import proposal_fn
 from prodet.detection.run_log import TensorBoardLog, plot_curves, write_metrics_csv
 from prodet.detection.schedule import LrPlan, build_scheduler
-from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +110,8 @@ class _Run:
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         backbone = find_backbone(model)
+        # TrainConfig.__post_init__ rejects any resize_mode but these two; the config is frozen.
+        resize_mode = cast(ResizeMode, config.resize_mode)
         self.input_spec = {
             "size": config.size,
             "mean": list(backbone.mean),
@@ -121,14 +125,14 @@ class _Run:
             std=backbone.std,
             pca_color=config.pca_color,
             mosaic=config.mosaic,
-            resize_mode=config.resize_mode,
+            resize_mode=resize_mode,
         )
         eval_tf = build_transform(
             "eval",
             size=config.size,
             mean=backbone.mean,
             std=backbone.std,
-            resize_mode=config.resize_mode,
+            resize_mode=resize_mode,
         )
         self.train_set = DetectionDataset(
             self.voc, ids=train_ids, transform=train_tf, cache_mb=config.cache_mb
@@ -246,8 +250,11 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
             epoch = run.epoch + 1
             started = time.monotonic()
             # Ranks must stop together, so only a single process stops mid-epoch.
-            mid_epoch_stop = budget_s is not None and run.dist.world_size == 1
-            deadline = started + (budget_s - run.train_seconds) if mid_epoch_stop else None
+            deadline = (
+                started + (budget_s - run.train_seconds)
+                if budget_s is not None and run.dist.world_size == 1
+                else None
+            )
             loader = build_loader(
                 run.train_set,
                 batch_size=config.batch_size,
@@ -304,7 +311,8 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
                 if improved:
                     save_checkpoint(state, out / "best.pt")
                 write_metrics_csv(out / "metrics.csv", run.history)
-                tb.log(epoch, row)
+                if tb is not None:  # always, on the main rank
+                    tb.log(epoch, row)
                 logger.info(
                     "epoch %d: loss %.4f, val mAP@0.5 %s, %.1f img/s",
                     epoch,

@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-EFFICIENTNET_LITE0_TENSORS = 296  # entries in the packaged file, buffers included
 _MAX_LISTED = 5  # problems quoted in one error message
 
 

@@ -3,12 +3,12 @@
 The eval transform is rebuilt from the model's own metadata (``input_size``, ``mean``,
 ``std``, ``resize_mode``), predictions are mapped back to original-image pixels, and the
 same metric suite and files as a checkpoint's evaluation are produced (VOC07 11-point
-and area AP@0.5, COCO mAP@[.5:.95], per-class table, PR curves, COCO predictions).
+and area AP@0.5, COCO mAP@[.5:.95], per-class table, PR curves, COCO predictions with the
+dataset's COCO image ids, and a confusion matrix at the model's ``score_thresh``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -16,41 +16,28 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+
 from prodet.annotations.pickle_store import load_dataset
 from prodet.datasets.augment import build_transform
 from prodet.datasets.detection_dataset import DetectionDataset
-from prodet.datasets.letterbox import boxes_to_original
+from prodet.datasets.geometry import boxes_to_original
 from prodet.datasets.loader import build_loader
 from prodet.detection.evaluate import Evaluation, evaluate_predictions, write_evaluation_files
 from prodet.detection.pr_plots import per_class_table
+from prodet.export.onnx_contract import ModelMetadata, check_session
 from prodet.export.ort_runner import open_session, run_batches
 
 
-def session_metadata(session: ort.InferenceSession) -> dict[str, str]:
-    """The model's ``metadata_props``.
-
-    Raises:
-        ValueError: a key the evaluation needs is missing (not a ``prodet export`` model).
-    """
-    props = dict(session.get_modelmeta().custom_metadata_map)
-    missing = [k for k in ("classes", "input_size", "mean", "std", "resize_mode") if k not in props]
-    if missing:
-        raise ValueError(
-            f"the ONNX model's metadata lacks {', '.join(missing)}; export it with `prodet export`"
-        )
-    return props
-
-
 def eval_dataset(
-    voc: Any, split: str | None, props: dict[str, str], *, ids: list[str] | None = None
+    voc: Any, split: str | None, metadata: ModelMetadata, *, ids: list[str] | None = None
 ) -> DetectionDataset:
     """``split`` (or ``ids``) of ``voc`` with the eval transform the model's metadata describes."""
     transform = build_transform(
         "eval",
-        size=int(props["input_size"]),
-        mean=json.loads(props["mean"]),
-        std=json.loads(props["std"]),
-        resize_mode=props["resize_mode"],
+        size=metadata.input_size,
+        mean=metadata.mean,
+        std=metadata.std,
+        resize_mode=metadata.resize_mode,
     )
     return DetectionDataset(voc, split, ids=ids, transform=transform)
 
@@ -74,9 +61,7 @@ def onnx_predictions(
         detections = run_batches(session, array, batch_size)
         seconds += time.perf_counter() - started
         for det, target in zip(detections, targets, strict=True):
-            boxes = boxes_to_original(
-                det.boxes, target["scale"], target["pad"], target["orig_size"]
-            )
+            boxes = boxes_to_original(det.boxes, target["geometry"])
             predictions.append(
                 {
                     "image_id": target["image_id"],
@@ -93,7 +78,7 @@ def evaluate_session(
 ) -> Evaluation:
     """VOC and COCO metrics of the ONNX model on ``dataset`` (from ``eval_dataset``)."""
     predictions, ms = onnx_predictions(session, dataset, batch_size=batch_size)
-    return evaluate_predictions(dataset.records, predictions, dataset.classes, ms)
+    return evaluate_predictions(dataset, predictions, ms)
 
 
 def evaluate_onnx(
@@ -111,31 +96,32 @@ def evaluate_onnx(
         ``{"headline": {...}, "table": markdown}`` like ``evaluate_checkpoint``.
 
     Raises:
-        ValueError: the model's classes differ from the dataset's, its metadata is
-            incomplete, or the split is unknown.
+        ValueError: the model's classes differ from the dataset's, the model breaks
+            Contract 3 (``ModelContractError``), or the split is unknown.
     """
     if not Path(model_path).is_file():
         raise ValueError(f"{model_path}: no such ONNX file")
     session = open_session(model_path, threads=threads)
-    props = session_metadata(session)
+    metadata = check_session(session)
     voc = load_dataset(data_path)
-    classes = tuple(json.loads(props["classes"]))
-    if classes != voc.classes:
+    if metadata.classes != voc.classes:
         raise ValueError(
-            f"{model_path} detects classes {list(classes[1:])}, but {data_path} has "
+            f"{model_path} detects classes {list(metadata.classes[1:])}, but {data_path} has "
             f"{list(voc.classes[1:])}"
         )
-    dataset = eval_dataset(voc, split, props)
+    dataset = eval_dataset(voc, split, metadata)
     evaluation = evaluate_session(session, dataset, batch_size=batch_size)
-    write_evaluation_files(Path(out_dir), evaluation, voc.classes)
+    write_evaluation_files(
+        Path(out_dir), evaluation, voc.classes, score_threshold=metadata.score_thresh
+    )
     headline = {
         "split": split,
         "images": len(dataset),
         "model": str(model_path),
         "runtime": f"onnxruntime {ort.__version__} {session.get_providers()[0]}",
-        "head": props.get("head", ""),
-        "backbone": props.get("backbone", ""),
-        "precision": props.get("precision", ""),
+        "head": metadata.head,
+        "backbone": metadata.backbone,
+        "precision": metadata.precision,
         "batch_size": batch_size,
         "voc_map_area@0.5": round(float(evaluation.voc.map_area), 4),
         "voc07_map_11point@0.5": round(float(evaluation.voc.map_11point), 4),

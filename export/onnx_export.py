@@ -13,31 +13,32 @@ from __future__ import annotations
 
 import copy
 import io
-import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 import torch
-from prodet.annotations.atomic import atomic_write_bytes
-from prodet.detection.fast_rcnn import FastRCNN
 from torch import Tensor, nn
 from torchvision.models.detection.ssd import SSD
+
+from prodet.annotations.atomic import atomic_write_bytes
+from prodet.datasets.geometry import check_resize_mode
+from prodet.detection.fast_rcnn import FastRCNN
+from prodet.export.onnx_contract import INPUT_NAME, OUTPUT_NAMES, ModelMetadata, metadata_props
+
+if TYPE_CHECKING:
+    from prodet.export.onnx_fast_rcnn import FastRCNNExport
+    from prodet.export.onnx_ssd import SSDExport
 
 USE_DYNAMO = False
 OPSET = 17
 EXPORTER = f"torch {torch.__version__.split('+')[0]} torch.onnx.export(dynamo=False)"
-FORMAT_VERSION = "1"
-BOX_FORMAT = "xyxy_pixels_model_input"
-INPUT_NAME = "images"
-OUTPUT_NAMES: tuple[str, ...] = ("boxes", "scores", "labels", "num_detections")
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 
 
-def export_module(model: nn.Module, size: int, *, half: bool = False) -> nn.Module:
+def export_module(model: nn.Module, size: int, *, half: bool = False) -> SSDExport | FastRCNNExport:
     """The batch-friendly export module for a trained ``model`` at input side ``size``.
 
     Args:
@@ -87,7 +88,7 @@ def trace_to_onnx(module: nn.Module, example: Tensor, *, dynamic_batch: bool) ->
         torch.onnx.export(
             module,
             (example,),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # a file object works; torch's stub says path
             dynamo=USE_DYNAMO,
             opset_version=OPSET,
             input_names=[INPUT_NAME],
@@ -117,7 +118,7 @@ def contract_metadata(
     precision: str = "fp32",
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Contract 3's ``metadata_props`` for a model exported from ``checkpoint``.
+    """Contract 3's ``metadata_props`` for a model exported from ``checkpoint`` now.
 
     Args:
         checkpoint: a loaded checkpoint (``classes``, ``input``, ``dataset_hash``, ...).
@@ -125,32 +126,35 @@ def contract_metadata(
         detections_per_img, score_thresh: as used by the graph.
         precision: ``fp32``, ``fp16`` or ``int8``.
         extra: additional string keys (e.g. the mAP change of a quantised model).
+
+    Raises:
+        ValueError: an unknown ``precision``, or an input ``mean``/``std`` that is not
+            three numbers.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     spec = checkpoint["input"]
-    val_map = checkpoint_val_map(checkpoint)
-    props = {
-        "prodet_format": FORMAT_VERSION,
-        "classes": json.dumps(list(checkpoint["classes"])),
-        "input_size": str(int(spec["size"])),
-        "mean": json.dumps([float(v) for v in spec["mean"]]),
-        "std": json.dumps([float(v) for v in spec["std"]]),
-        "resize_mode": str(spec["resize_mode"]),
-        "box_format": BOX_FORMAT,
-        "head": head,
-        "backbone": backbone,
-        "dataset_hash": str(checkpoint.get("dataset_hash", "")),
-        "val_map": "" if val_map is None else repr(val_map),
-        "exporter": EXPORTER,
-        "opset": str(OPSET),
-        "exported_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "detections_per_img": str(int(detections_per_img)),
-        "score_thresh": repr(float(score_thresh)),
-        "precision": precision,
-    }
-    props.update(extra or {})
-    return props
+    metadata = ModelMetadata(
+        classes=tuple(checkpoint["classes"]),
+        input_size=int(spec["size"]),
+        mean=_rgb(spec["mean"]),
+        std=_rgb(spec["std"]),
+        resize_mode=check_resize_mode(str(spec["resize_mode"])),
+        detections_per_img=int(detections_per_img),
+        score_thresh=float(score_thresh),
+        head=head,
+        backbone=backbone,
+        val_map=checkpoint_val_map(checkpoint),
+        precision=precision,
+        dataset_hash=str(checkpoint.get("dataset_hash", "")),
+        exporter=EXPORTER,
+        opset=str(OPSET),
+        exported_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    return metadata_props(metadata, extra)
+
+
+def _rgb(values: Sequence[float]) -> tuple[float, float, float]:
+    red, green, blue = (float(v) for v in values)
+    return red, green, blue
 
 
 def set_metadata(model: onnx.ModelProto, props: Mapping[str, str]) -> None:
@@ -159,12 +163,6 @@ def set_metadata(model: onnx.ModelProto, props: Mapping[str, str]) -> None:
     for key, value in props.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, str(value)
-
-
-def read_metadata(model: onnx.ModelProto | str | Path) -> dict[str, str]:
-    """``metadata_props`` of a model or ``.onnx`` file as a dict."""
-    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
-    return {entry.key: entry.value for entry in proto.metadata_props}
 
 
 def save_checked(model: onnx.ModelProto, path: str | Path) -> Path:

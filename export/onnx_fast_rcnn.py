@@ -26,9 +26,13 @@ The result equals ``FastRCNN.forward`` in eval mode up to ties and float roundin
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.models.detection.image_list import ImageList
+
 from prodet.detection.fast_rcnn import FastRCNN
 from prodet.export.graph_ops import (
     PaddedDetections,
@@ -39,8 +43,6 @@ from prodet.export.graph_ops import (
     top_detections,
 )
 from prodet.export.nms_op import non_max_suppression
-from torch import Tensor, nn
-from torchvision.models.detection.image_list import ImageList
 
 # torchvision's RoIHeads drops detections with a side below this many pixels.
 MIN_DETECTION_SIDE = 1e-2
@@ -55,6 +57,14 @@ def rpn_anchors(model: FastRCNN, padded_size: int, size: int) -> Tensor:
         return model.rpn.anchor_generator(ImageList(images, [(size, size)]), features)[0]
 
 
+def _box_coder_weights(weights: Sequence[float], name: str) -> tuple[float, float, float, float]:
+    """A ``BoxCoder``'s ``(wx, wy, ww, wh)`` as Python floats."""
+    values = tuple(float(w) for w in weights)
+    if len(values) != 4:
+        raise ValueError(f"{name} box coder weights must be (wx, wy, ww, wh), got {values}")
+    return values
+
+
 class FastRCNNExport(nn.Module):
     """``images [N, 3, S, S]`` (normalised) -> ``PaddedDetections`` (see the module doc).
 
@@ -66,6 +76,8 @@ class FastRCNNExport(nn.Module):
             converts those modules of ``model`` in place, so pass a copy. Decoding, NMS
             and RoI pooling stay float32.
     """
+
+    anchors: Tensor  # registered as a buffer in __init__
 
     def __init__(self, model: FastRCNN, size: int, *, half: bool = False) -> None:
         super().__init__()
@@ -87,7 +99,7 @@ class FastRCNNExport(nn.Module):
         self.rpn_head = rpn.head.to(self.network_dtype)
         self.anchors_per_cell = int(rpn.anchor_generator.num_anchors_per_location()[0])
         self.register_buffer("anchors", anchors, persistent=False)
-        self.rpn_weights = tuple(float(w) for w in rpn.box_coder.weights)
+        self.rpn_weights = _box_coder_weights(rpn.box_coder.weights, "RPN")
         self.rpn_pre_nms = min(int(rpn._pre_nms_top_n["testing"]), int(anchors.shape[0]))
         self.num_proposals = min(int(rpn._post_nms_top_n["testing"]), self.rpn_pre_nms)
         self.rpn_nms_thresh = float(rpn.nms_thresh)
@@ -97,7 +109,7 @@ class FastRCNNExport(nn.Module):
         self.box_head = heads.box_head.to(self.network_dtype)
         self.box_predictor = heads.box_predictor.to(self.network_dtype)
         self.num_classes = int(heads.box_predictor.cls_score.out_features) - 1
-        self.weights = tuple(float(w) for w in heads.box_coder.weights)
+        self.weights = _box_coder_weights(heads.box_coder.weights, "RoI heads")
         self.xform_clip = float(heads.box_coder.bbox_xform_clip)
         self.score_thresh = float(heads.score_thresh)
         self.nms_thresh = float(heads.nms_thresh)
@@ -138,7 +150,9 @@ class FastRCNNExport(nn.Module):
         # candidates. Valid proposals form a prefix of each row, so the longest prefix is
         # the number of columns with any valid entry: sums only, no ReduceMax.
         slots = ((kept > -0.5).sum(0) > 0).sum().clamp(min=self.min_slots)
-        kept_slots = torch.arange(slots, device=kept.device)
+        # A 0-d tensor end keeps the size dynamic in the traced graph; torch's stubs only
+        # admit Python numbers here.
+        kept_slots = torch.arange(slots, device=kept.device)  # type: ignore[call-overload]
         kept, order = kept.index_select(1, kept_slots), order.index_select(1, kept_slots)
         valid = kept > -0.5
         proposals = boxes.gather(1, order.unsqueeze(-1).expand(-1, -1, 4))

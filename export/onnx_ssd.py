@@ -20,6 +20,10 @@ the export's parity gate check this).
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.ssd import SSD
+
 from prodet.export.graph_ops import (
     PaddedDetections,
     clip_to_input,
@@ -29,9 +33,6 @@ from prodet.export.graph_ops import (
     top_detections,
 )
 from prodet.export.nms_op import non_max_suppression
-from torch import Tensor, nn
-from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.ssd import SSD
 
 
 def default_boxes(model: SSD, size: int) -> Tensor:
@@ -53,6 +54,8 @@ class SSDExport(nn.Module):
             modules of ``model`` in place, so pass a copy. Decoding and NMS stay float32.
     """
 
+    anchors: Tensor  # registered as a buffer in __init__
+
     def __init__(self, model: SSD, size: int, *, half: bool = False) -> None:
         super().__init__()
         if not 0.0 <= model.score_thresh < 1.0:
@@ -67,7 +70,10 @@ class SSDExport(nn.Module):
         self.register_buffer("anchors", anchors, persistent=False)
         self.num_boxes = int(anchors.shape[0])
         self.num_classes = int(model.head.classification_head.num_columns) - 1
-        self.weights = tuple(float(w) for w in model.box_coder.weights)
+        weights = tuple(float(w) for w in model.box_coder.weights)
+        if len(weights) != 4:
+            raise ValueError(f"SSD box coder weights must be (wx, wy, ww, wh), got {weights}")
+        self.weights = weights
         self.xform_clip = float(model.box_coder.bbox_xform_clip)
         self.score_thresh = float(model.score_thresh)
         self.nms_thresh = float(model.nms_thresh)

@@ -1,37 +1,25 @@
-"""Run an exported model in onnxruntime and unpad its outputs, checking Contract 3 on the way."""
+"""Run an exported model in onnxruntime, batch by batch, unpadding its outputs per image.
+
+The outputs are checked and split by ``export.onnx_contract.unpad`` (Contract 3).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+import os
 
 import numpy as np
 import onnxruntime as ort
-from prodet.export.onnx_export import INPUT_NAME, OUTPUT_NAMES
+
+from prodet.export.onnx_contract import INPUT_NAME, OUTPUT_NAMES, Detections, unpad
 
 CPU_PROVIDER = "CPUExecutionProvider"
 
 
-@dataclass(frozen=True)
-class Detections:
-    """One image's detections, best first.
-
-    Attributes:
-        boxes: float32 ``[K, 4]``, ``x1, y1, x2, y2`` in model-input pixels.
-        scores: float32 ``[K]``.
-        labels: int64 ``[K]``, indices into the model's classes (never 0).
-    """
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-
 def open_session(
-    model: str | Path | bytes, *, threads: int = 0, providers: list[str] | None = None
+    model: str | os.PathLike[str] | bytes,
+    *,
+    threads: int = 0,
+    providers: list[str] | None = None,
 ) -> ort.InferenceSession:
     """An onnxruntime session (all graph optimisations; ``threads=0``: onnxruntime's default)."""
     options = ort.SessionOptions()
@@ -45,38 +33,6 @@ def fixed_batch_size(session: ort.InferenceSession) -> int | None:
     """The graph's batch size when fixed at export (``--batch N``), else None."""
     first = session.get_inputs()[0].shape[0]
     return first if isinstance(first, int) else None
-
-
-def unpad(outputs: list[np.ndarray], batch: int) -> list[Detections]:
-    """Split Contract 3's padded outputs ``[boxes, scores, labels, num_detections]`` per image.
-
-    Raises:
-        ValueError: shapes disagree with ``batch``, a count is outside ``[0, D]``, or a
-            padding row is not all zeros.
-    """
-    boxes, scores, labels, counts = outputs
-    rows = scores.shape[1] if scores.ndim == 2 else -1
-    if boxes.shape != (batch, rows, 4) or labels.shape != (batch, rows) or counts.shape != (batch,):
-        raise ValueError(
-            f"outputs for {batch} images have shapes {boxes.shape}, {scores.shape}, "
-            f"{labels.shape}, {counts.shape}; expected [{batch}, D, 4], [{batch}, D] x 2, [{batch}]"
-        )
-    result = []
-    for i in range(batch):
-        count = int(counts[i])
-        if not 0 <= count <= rows:
-            raise ValueError(f"image {i}: num_detections {count} outside [0, {rows}]")
-        padding = (boxes[i, count:].any(), scores[i, count:].any(), labels[i, count:].any())
-        if any(padding):
-            raise ValueError(f"image {i}: padding rows after row {count} are not all zero")
-        result.append(
-            Detections(
-                boxes[i, :count].astype(np.float32),
-                scores[i, :count].astype(np.float32),
-                labels[i, :count].astype(np.int64),
-            )
-        )
-    return result
 
 
 def run_batches(

@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnxruntime as ort
 import torch
-from prodet.export.ort_runner import Detections, run_batches
 from torch import nn
+
+from prodet.annotations.boxes import box_iou
+from prodet.export.onnx_contract import Detections
+from prodet.export.ort_runner import run_batches
 
 MIN_IOU = 0.99
 MAX_SCORE_DIFF = 1e-3
@@ -76,17 +79,6 @@ class ParityReport:
             f"{detections} PyTorch detections, min matched IoU {worst_iou:.5f}, max score "
             f"difference {worst_score:.2e}, {len(self.failures)} failing"
         )
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU ``[len(a), len(b)]`` of ``x1, y1, x2, y2`` boxes (0 where both areas are 0)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(-1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def compare_detections(

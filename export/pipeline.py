@@ -24,16 +24,18 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+
 from prodet.annotations.pickle_store import load_dataset
 from prodet.annotations.schema import VocDataset
 from prodet.datasets.detection_dataset import DetectionDataset
 from prodet.detection.checkpoint import load_checkpoint
 from prodet.detection.checkpoint_eval import eval_transform, model_from_checkpoint
 from prodet.detection.config import TrainConfig
+from prodet.detection.fast_rcnn import FastRCNN
 from prodet.detection.trainer import resolve_splits
+from prodet.export.onnx_contract import PRECISIONS, ModelMetadata, parse_metadata
 from prodet.export.onnx_evaluate import eval_dataset, evaluate_session
 from prodet.export.onnx_export import (
-    PRECISIONS,
     contract_metadata,
     export_module,
     save_checked,
@@ -126,7 +128,7 @@ def _stack(dataset: DetectionDataset) -> torch.Tensor:
 
 
 def _set_score_thresh(model: torch.nn.Module, value: float) -> None:
-    target = model.roi_heads if hasattr(model, "roi_heads") else model
+    target = model.roi_heads if isinstance(model, FastRCNN) else model
     target.score_thresh = value
 
 
@@ -201,7 +203,7 @@ def export_checkpoint(
     set_metadata(graph, props)
     onnx.checker.check_model(graph, full_check=True)
     session = open_session(graph.SerializeToString(), threads=options.threads)
-    batches = GATE_BATCH_SIZES if dynamic else (options.batch,)
+    batches = GATE_BATCH_SIZES if options.batch is None else (options.batch,)
     report = check_parity(model, session, images, ids, batch_sizes=batches, classes=voc.classes)
     if not report.passed:
         rejected = save_checked(graph, out.with_name(f"{out.stem}.rejected.onnx"))
@@ -209,21 +211,22 @@ def export_checkpoint(
 
     result = ExportResult(out, props, report, notes=notes)
     if options.precision != "fp32":
+        metadata = parse_metadata(props)
         if options.precision == "fp16":
             half = export_module(model, size, half=True)
             graph = trace_to_onnx(half, example, dynamic_batch=dynamic)
         else:
             from prodet.export.quantize import to_int8
 
-            graph = to_int8(graph, _calibration_images(options, props, config.train_split))
-        val = eval_dataset(voc, None, props, ids=val_ids)
+            graph = to_int8(graph, _calibration_images(options, metadata, config.train_split))
+        val = eval_dataset(voc, None, metadata, ids=val_ids)
         _record_map_change(session, graph, props, val, options, result)
     save_checked(graph, out)
     return result
 
 
 def _calibration_images(
-    options: ExportOptions, props: dict[str, str], train_split: str
+    options: ExportOptions, metadata: ModelMetadata, train_split: str
 ) -> np.ndarray:
     """``calibration_images`` images drawn (seeded) from the ``--calibration`` dataset's
     ``train_split`` (all its images when it has no such split)."""
@@ -232,7 +235,7 @@ def _calibration_images(
     voc = load_dataset(options.calibration)
     pool = list(voc.splits.get(train_split, [r.image_id for r in voc.records]))
     picked = np.random.default_rng(0).permutation(pool)[: options.calibration_images].tolist()
-    return _stack(eval_dataset(voc, None, props, ids=sorted(picked))).numpy()
+    return _stack(eval_dataset(voc, None, metadata, ids=sorted(picked))).numpy()
 
 
 def _record_map_change(

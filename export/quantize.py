@@ -23,7 +23,8 @@ from onnxruntime.quantization import (
     QuantType,
     quantize_static,
 )
-from prodet.export.onnx_export import INPUT_NAME
+
+from prodet.export.onnx_contract import INPUT_NAME
 
 NETWORK_SCOPES: tuple[str, ...] = (
     "/backbone/",

@@ -17,6 +17,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+
+from prodet import __version__
 from prodet.serve.body_limit import BodyLimitMiddleware
 from prodet.serve.errors import ApiError, install_error_handlers
 from prodet.serve.metrics import MetricsMiddleware, ServiceMetrics
@@ -25,8 +27,6 @@ from prodet.serve.ops import ops_router
 from prodet.serve.routes import admin_router, detect_router, model_router
 from prodet.serve.service import Service, load_runner
 from prodet.serve.settings import Settings
-
-from prodet import __version__
 
 logger = logging.getLogger(__name__)
 

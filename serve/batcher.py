@@ -28,7 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from prodet.serve.model_runner import ModelRunner, RawDetections
+
+from prodet.export.onnx_contract import Detections
+from prodet.serve.model_runner import ModelRunner
 
 
 class QueueFullError(Exception):
@@ -47,7 +49,7 @@ class BatcherClosedError(Exception):
 class BatchResult:
     """One image's answer and what it cost: milliseconds queued and in ``session.run``."""
 
-    detections: RawDetections
+    detections: Detections
     queue_ms: float
     inference_ms: float
     batch_size: int

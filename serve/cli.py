@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from prodet.serve.model_runner import ModelLoadError, ModelRunner
-from prodet.serve.settings import Settings
 from pydantic import ValidationError
+
+from prodet.serve.model_runner import ModelLoadError, ModelRunner
+from prodet.serve.settings import PROVIDERS, Settings
 
 _SERVE_DESCRIPTION = (
     "Serve an ONNX detector over HTTP (API docs at /docs, upload page at /). Every option can "
@@ -64,6 +65,7 @@ def serve_main(argv: list[str]) -> int:
     )
     settings.warn_if_exposed()
     import uvicorn
+
     from prodet.serve.app import create_app
     from prodet.serve.service import load_runner
 
@@ -96,7 +98,7 @@ def _predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     parser.add_argument("--model", required=True, type=Path, help="the ONNX model file")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    parser.add_argument("--provider", default="auto", choices=("auto", "tensorrt", "cuda", "cpu"))
+    parser.add_argument("--provider", default="auto", choices=PROVIDERS)
     parser.add_argument("--score-threshold", type=float, help="default: the model's score_thresh")
     parser.add_argument("--max-detections", type=int, help="keep at most this many per image")
     parser.add_argument("--classes", nargs="+", help="keep only these class names")

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
 from prodet.serve.errors import ApiError
 from prodet.serve.service import Service
 

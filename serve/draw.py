@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
 from prodet.serve.postprocess import Detection
 
 # The upload page (static/index.html) uses the same colours, by class id.

@@ -15,10 +15,15 @@ from http import HTTPStatus
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prodet.serve.batcher import BatcherClosedError, InferenceTimeoutError, QueueFullError
-from prodet.serve.image_decode import CorruptImageError, ImageTooLargeError, UnsupportedImageError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from prodet.annotations.image_decode import (
+    CorruptImageError,
+    ImageTooLargeError,
+    UnsupportedImageError,
+)
+from prodet.serve.batcher import BatcherClosedError, InferenceTimeoutError, QueueFullError
 
 logger = logging.getLogger(__name__)
 
@@ -88,12 +93,17 @@ def install_error_handlers(app: FastAPI, *, retry_after_s: int) -> None:
     for exc_type, (status, error, headers) in simple.items():
         app.add_exception_handler(exc_type, make_handler(status, error, headers))
 
+    # The decorator registers the handler like add_exception_handler; Starlette types that
+    # method's handler as taking any Exception, so a handler of a subclass would not check.
+    @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.error, exc.detail, exc.headers)
 
+    @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(422, "invalid_parameter", _validation_detail(exc))
 
+    @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(exc.headers) if exc.headers else None
         return error_response(
@@ -106,7 +116,4 @@ def install_error_handlers(app: FastAPI, *, retry_after_s: int) -> None:
             500, "internal_error", f"the server failed ({type(exc).__name__}); see its log"
         )
 
-    app.add_exception_handler(ApiError, api_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)

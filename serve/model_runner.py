@@ -17,19 +17,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from prodet.serve.model_contract import (
+
+from prodet.export.onnx_contract import (
     INPUT_NAME,
     OUTPUT_NAMES,
+    Detections,
     ModelContractError,
     ModelMetadata,
-    check_outputs,
-    check_signature,
-    parse_metadata,
+    check_session,
+    unpad,
 )
 
 logger = logging.getLogger(__name__)
@@ -48,21 +48,6 @@ _REQUESTS = {
 
 class ModelLoadError(ValueError):
     """The model file cannot be served (unreadable, breaks the contract, or no GPU)."""
-
-
-@dataclass(frozen=True)
-class RawDetections:
-    """One image's valid output rows, in model-input pixels.
-
-    Attributes:
-        boxes: float32 ``[K, 4]``, ``x1, y1, x2, y2`` in pixels of the ``S x S`` input.
-        scores: float32 ``[K]``, descending.
-        labels: int64 ``[K]``, indices into the model's ``classes`` (never 0).
-    """
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    labels: np.ndarray
 
 
 def requested_providers(provider: str) -> list[str]:
@@ -157,8 +142,7 @@ class ModelRunner:
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ModelLoadError(f"{path} is not a loadable ONNX model: {exc}") from None
         try:
-            metadata = parse_metadata(dict(session.get_modelmeta().custom_metadata_map))
-            check_signature(session.get_inputs(), session.get_outputs(), metadata.input_size)
+            metadata = check_session(session)
         except ModelContractError as exc:
             raise ModelLoadError(f"{path}: {exc}") from None
         runner = cls(session, metadata, path, hashlib.sha256(data).hexdigest())
@@ -191,35 +175,22 @@ class ModelRunner:
                 ) from None
         self.warmup_ms = (time.perf_counter() - start) * 1000
 
-    def run(self, images: np.ndarray) -> list[RawDetections]:
+    def run(self, images: np.ndarray) -> list[Detections]:
         """Detect objects in a batch of pre-processed images.
 
         Args:
             images: float32 ``[N, 3, S, S]``, normalised per the model's metadata.
 
         Returns:
-            One ``RawDetections`` per image, in order.
+            One ``Detections`` per image, in order (boxes in model-input pixels).
 
         Raises:
             ModelContractError: the outputs break the contract.
         """
-        outputs = dict(
-            zip(
-                OUTPUT_NAMES,
-                self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: images}),
-                strict=True,
-            )
+        outputs = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: images})
+        return unpad(
+            outputs,
+            len(images),
+            detections_per_img=self.metadata.detections_per_img,
+            num_classes=len(self.metadata.classes),
         )
-        check_outputs(
-            outputs, len(images), self.metadata.detections_per_img, len(self.metadata.classes)
-        )
-        results = []
-        for i, count in enumerate(outputs["num_detections"].tolist()):
-            results.append(
-                RawDetections(
-                    boxes=outputs["boxes"][i, :count].astype(np.float32, copy=False),
-                    scores=outputs["scores"][i, :count].astype(np.float32, copy=False),
-                    labels=outputs["labels"][i, :count],
-                )
-            )
-        return results

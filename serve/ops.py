@@ -7,10 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
 from prodet.serve.metrics import ServiceMetrics
 from prodet.serve.schemas import Status
 from prodet.serve.service import Service
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 ops_router = APIRouter(tags=["operations"])
 

@@ -6,9 +6,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from prodet.serve.model_contract import ModelMetadata
-from prodet.serve.model_runner import RawDetections
-from prodet.serve.preprocess import PreparedImage, boxes_to_original
+
+from prodet.datasets.geometry import boxes_to_original
+from prodet.export.onnx_contract import Detections, ModelMetadata
+from prodet.serve.preprocess import PreparedImage
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class Detection:
 
 
 def select_detections(
-    raw: RawDetections, image: PreparedImage, metadata: ModelMetadata, keep: DetectionFilter
+    raw: Detections, image: PreparedImage, metadata: ModelMetadata, keep: DetectionFilter
 ) -> list[Detection]:
     """Filter one image's rows and map their boxes to the original image.
 
@@ -95,7 +96,7 @@ def select_detections(
     order = order[np.argsort(-raw.scores[order], kind="stable")]
     if keep.max_detections is not None:
         order = order[: keep.max_detections]
-    boxes = boxes_to_original(raw.boxes[order], image.geometry, image.width, image.height)
+    boxes = boxes_to_original(raw.boxes[order], image.geometry)
     return [
         Detection(
             label=metadata.classes[int(label)],

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from prodet.annotations.image_decode import DecodedImage, ImageDecodeError, decode_image
 from prodet.serve.draw import annotate
-from prodet.serve.image_decode import DecodedImage, ImageError, decode_image
 from prodet.serve.model_runner import ModelRunner
 from prodet.serve.postprocess import DetectionFilter, select_detections
 from prodet.serve.preprocess import PreparedImage, to_model_input
@@ -49,8 +50,10 @@ def predict_files(
         failed: dict[Path, Exception] = {}
         for path in chunk:
             try:
-                decoded = decode_image(path.read_bytes(), max_pixels=max_pixels)
-            except (OSError, ImageError) as exc:
+                decoded = decode_image(
+                    path.read_bytes(), exif_orientation=True, max_pixels=max_pixels
+                )
+            except (OSError, ImageDecodeError) as exc:
                 failed[path] = exc
                 continue
             tensor, geometry = to_model_input(decoded.pixels, runner.metadata)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from prodet.serve.deps import ApiKeyDep, ServiceDep
 from prodet.serve.errors import ApiError, ErrorBody
 from prodet.serve.schemas import BatchResponse, DetectResponse, ModelInfo, ReloadResponse
 from prodet.serve.service import model_info
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 _RAW_TYPES = ("application/octet-stream",)
 _MAX_FORM_FIELDS = 100

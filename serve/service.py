@@ -13,9 +13,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from prodet.annotations.image_decode import ImageDecodeError
 from prodet.serve.batcher import MicroBatcher, QueueFullError
 from prodet.serve.errors import ApiError
-from prodet.serve.image_decode import ImageError
 from prodet.serve.metrics import ServiceMetrics
 from prodet.serve.model_runner import ModelLoadError, ModelRunner
 from prodet.serve.postprocess import DetectionFilter, select_detections
@@ -107,7 +107,7 @@ class Service:
             keep: ``DetectionFilter.build`` keyword arguments from the query.
 
         Raises:
-            ApiError: 422 for a bad filter; QueueFullError when over capacity; ImageError
+            ApiError: 422 for a bad filter; QueueFullError when over capacity; ImageDecodeError
                 subclasses (prefixed with the image's name) for unusable images.
         """
         started = time.perf_counter()
@@ -162,7 +162,7 @@ class Service:
             return await asyncio.to_thread(
                 prepare_image, data, runner.metadata, max_pixels=self.settings.max_pixels
             )
-        except ImageError as exc:
+        except ImageDecodeError as exc:
             raise type(exc)(f"{name[:100]}: {exc}") from None
 
     async def reload(self) -> dict[str, Any]:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Provider = Literal["auto", "tensorrt", "cuda", "cpu"]
-PROVIDERS: tuple[str, ...] = ("auto", "tensorrt", "cuda", "cpu")
+PROVIDERS: tuple[str, ...] = get_args(Provider)
 
 MIN_API_KEY_LENGTH = 16
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})

@@ -6,6 +6,7 @@ import os
 import stat
 
 import pytest
+
 from prodet.annotations.atomic import atomic_write_bytes
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from prodet.annotations.boxes import clean_objects, voc_to_xyxy, xyxy_to_voc
+
+from prodet.annotations.boxes import box_iou, clean_objects, voc_to_xyxy, xyxy_to_voc
 from prodet.annotations.voc_xml import RawObject
 
 
@@ -16,6 +17,23 @@ def test_voc_one_based_inclusive_to_zero_based_continuous():
     # VOC pixels 1..100 inclusive cover the whole 100-pixel-wide image: [0, 100].
     assert voc_to_xyxy(1, 1, 100, 50) == (0.0, 0.0, 100, 50)
     assert xyxy_to_voc(*voc_to_xyxy(12, 7, 30, 40)) == (12, 7, 30, 40)
+
+
+def test_box_iou_uses_continuous_areas():
+    # Overlap 5 x 10 = 50, union 100 + 100 - 50 = 150. The devkit's +1 would give
+    # 6 * 11 / (121 + 121 - 66) = 0.375.
+    a, b = [0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]
+    iou = box_iou(np.array([a]), np.array([[5.0, 0.0, 15.0, 10.0], b]))
+    assert iou.dtype == np.float64 and iou.shape == (1, 2)
+    np.testing.assert_allclose(iou, [[1 / 3, 0.0]])
+
+
+def test_box_iou_of_empty_and_degenerate_boxes_is_zero():
+    point = [5.0, 5.0, 5.0, 5.0]
+    inverted = [10.0, 10.0, 0.0, 0.0]  # x2 < x1: no area, not a negative one
+    iou = box_iou(np.array([point, inverted]), np.array([point, [0.0, 0.0, 10.0, 10.0]]))
+    np.testing.assert_array_equal(iou, [[0.0, 0.0], [0.0, 0.0]])
+    assert box_iou(np.zeros((0, 4)), np.array([point])).shape == (0, 1)
 
 
 def test_good_box_is_kept_as_float32():

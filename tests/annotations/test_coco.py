@@ -6,12 +6,12 @@ import contextlib
 import io
 
 import pytest
-from prodet.annotations.boxes import xyxy_to_voc
-from prodet.annotations.coco import write_coco
-from prodet.annotations.convert import convert_folder
-from prodet.annotations.voc_xml import parse_voc_xml
 from pycocotools.coco import COCO
 
+from prodet.annotations.boxes import xyxy_to_voc
+from prodet.annotations.coco import coco_ground_truth, coco_image_ids, write_coco
+from prodet.annotations.convert import convert_folder
+from prodet.annotations.voc_xml import parse_voc_xml
 from tests.annotations.voc_factory import make_voc
 from tests.conftest import shared_path
 
@@ -62,5 +62,38 @@ def test_split_export(tmp_path):
     )
     ds = convert_folder(voc, workers=1).dataset
     write_coco(ds, tmp_path / "test.json", split="test")
-    coco = load_coco(tmp_path / "test.json")
+    write_coco(ds, tmp_path / "all.json")
+    coco, whole = load_coco(tmp_path / "test.json"), load_coco(tmp_path / "all.json")
     assert [i["voc_id"] for i in coco.loadImgs(coco.getImgIds())] == ["b"]
+    # An image keeps its id (its position in the dataset) in the split's file and the whole's.
+    assert coco.getImgIds() == coco_image_ids(ds, ["b"]) == [2]
+    assert whole.loadImgs(2)[0]["voc_id"] == "b"
+
+
+def test_difficult_boxes_are_crowd_boxes_for_cocoeval():
+    coco = coco_ground_truth(
+        [{"boxes": [[0, 0, 10, 10], [5, 5, 9, 8]], "labels": [1, 2], "difficult": [False, True]}],
+        ("__background__", "can", "box"),
+    )
+    assert [(a["iscrowd"], a["difficult"]) for a in coco["annotations"]] == [(0, False), (1, True)]
+    assert coco["annotations"][1]["bbox"] == [5.0, 5.0, 4.0, 3.0]
+    assert coco["annotations"][1]["area"] == 12.0
+    assert coco["images"] == [{"id": 1}]
+    assert coco["categories"] == [{"id": 1, "name": "can"}, {"id": 2, "name": "box"}]
+
+
+def test_builder_refuses_mismatched_images_and_arrays():
+    classes = ("__background__", "can")
+    one = {"boxes": [[0, 0, 10, 10]], "labels": [1]}
+    with pytest.raises(ValueError, match="one image entry per"):
+        coco_ground_truth([one], classes, images=[{"id": 1}, {"id": 2}])
+    with pytest.raises(ValueError, match="repeat"):
+        coco_ground_truth([one, one], classes, images=[{"id": 5}, {"id": 5}])
+    with pytest.raises(ValueError, match="one of each per object"):
+        coco_ground_truth([{"boxes": [[0, 0, 1, 1], [0, 0, 2, 2]], "labels": [1]}], classes)
+
+
+def test_unknown_record_ids_are_refused(tmp_path):
+    voc = make_voc(tmp_path / "voc", {"a": (20, 20, [("can", 2, 2, 10, 10)])})
+    with pytest.raises(ValueError, match="not in the dataset"):
+        coco_image_ids(convert_folder(voc, workers=1).dataset, ["a", "zz"])

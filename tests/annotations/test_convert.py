@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+
 from prodet.annotations.convert import ConvertOptions, convert_batch, convert_folder, convert_one
 from prodet.annotations.pickle_store import dataset_bytes, dump_dataset
 from prodet.annotations.voc_folder import VocFolderError, discover, fingerprint, with_file_stats
-
 from tests.annotations.voc_factory import make_voc
 from tests.conftest import shared_path
 

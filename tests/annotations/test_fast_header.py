@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageFile, PngImagePlugin
+
 from prodet.annotations import fast_header
 from prodet.annotations.fast_header import read_fast_header
 from prodet.annotations.image_header import ImageHeaderError, read_image_header, read_pillow_header
-
 from tests.conftest import shared_path
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from prodet.annotations import atomic
+
+from prodet.annotations import atomic, schema
 from prodet.annotations.pickle_store import (
     PICKLE_PROTOCOL,
     DatasetFileError,
@@ -79,7 +81,7 @@ def test_exploit_nested_inside_a_dataset_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     ds = replace(tiny_dataset(), splits={"trainval": (Exploit(str(marker)),)})
     (tmp_path / "d.pkl").write_bytes(pickle.dumps(ds))
-    with pytest.raises(UnsafePickleError):
+    with pytest.raises(UnsafePickleError, match=r"references (posix|os)\.system"):
         load_dataset(tmp_path / "d.pkl")
     assert not marker.exists()
 
@@ -191,11 +193,24 @@ def test_odd_arrays_round_trip_and_the_pickle_holds_no_record_objects(tmp_path):
     assert [r.num_objects for r in back.records] == [1, 1, 1, 0]
 
 
-def test_format_1_files_are_refused_with_a_convert_hint(tmp_path):
+@pytest.mark.parametrize(
+    "record_module",
+    [
+        "prodet.annotations.image_record",
+        # where format-1 files name it: ImageRecord was defined in schema then
+        "prodet.annotations.schema",
+        "annotations.schema",
+    ],
+)
+def test_format_1_files_are_refused_with_a_convert_hint(tmp_path, monkeypatch, record_module):
     ds = tiny_dataset()
     old = replace(ds, format_version=1)
     object.__setattr__(old, "records", tuple(ds.records))  # format 1: one object per record
-    (tmp_path / "v1.pkl").write_bytes(pickle.dumps(old, protocol=PICKLE_PROTOCOL))
+    monkeypatch.setitem(sys.modules, "annotations.schema", schema)  # the pre-namespace name
+    monkeypatch.setattr(ImageRecord, "__module__", record_module)
+    data = pickle.dumps(old, protocol=PICKLE_PROTOCOL)
+    assert bytes([len(record_module)]) + record_module.encode() + b"\x94\x8c\x0bImageRecord" in data
+    (tmp_path / "v1.pkl").write_bytes(data)
     with pytest.raises(DatasetFileError, match=r"format version 1.*prodet convert"):
         load_dataset(tmp_path / "v1.pkl")
 

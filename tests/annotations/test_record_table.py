@@ -6,10 +6,10 @@ import pickle
 
 import numpy as np
 import pytest
+
 from prodet.annotations.convert import convert_folder
 from prodet.annotations.record_table import RecordTable
 from prodet.annotations.schema import ImageRecord
-
 from tests.annotations.voc_factory import make_voc
 
 
@@ -81,20 +81,25 @@ def test_bad_columns_are_refused(column, value, message):
 
 def test_records_are_sorted_by_id_when_file_names_sort_otherwise(tmp_path):
     # "a-b.xml" sorts before "a.xml" ('-' < '.'), but the id "a" before "a-b": the builder
-    # must reorder the records and their objects together.
+    # must reorder the records and their objects together. The 64 empty fillers make
+    # workers=2 convert in the process pool (it starts at 64 files), not serially.
+    fillers = {f"z{i:02d}": (16, 16, []) for i in range(64)}
     voc = make_voc(
         tmp_path / "voc",
         {
             "a-b": (64, 48, [("can", 1, 1, 10, 10)]),
             "a": (64, 48, [("box", 2, 2, 20, 20), ("can", 3, 3, 30, 30)]),
             "b": (64, 48, []),
+            **fillers,
         },
     )
+    tables = []
     for workers in (1, 2):
         ds = convert_folder(voc, workers=workers).dataset
-        assert ds is not None
-        assert [r.image_id for r in ds.records] == ["a", "a-b", "b"]
+        assert [r.image_id for r in ds.records] == ["a", "a-b", "b", *fillers]
         assert [ds.classes[i] for i in ds.records[0].labels] == ["box", "can"]
         assert ds.records[0].boxes[:, 0].tolist() == [1.0, 2.0]
         assert ds.records[1].boxes.tolist() == [[0.0, 0.0, 10.0, 10.0]]
         assert ds.records[2].num_objects == 0
+        tables.append(ds.records)
+    assert tables[0] == tables[1]

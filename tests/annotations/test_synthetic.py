@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from lxml import etree
 from PIL import Image
+
 from prodet.annotations.convert import convert_folder
 from prodet.annotations.occlusion import (
     DIFFICULT_HIDDEN,
@@ -21,7 +22,6 @@ from prodet.annotations.synthetic import (
     dataset_scene,
     generate_shelf_dataset,
 )
-
 from prodet.commands import main as prodet
 
 SIZE = (224, 192)
@@ -184,5 +184,8 @@ def test_prodet_synth_command(tmp_path, capsys):
     assert prodet(args) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert prodet([*args, "--overwrite"]) == 0
-    with pytest.raises(SystemExit):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
         prodet(["synth", str(out), "--size", "wide"])
+    assert exit_info.value.code == 2
+    assert "expected WIDTHxHEIGHT such as 320x320, got 'wide'" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from prodet.annotations.voc_folder import read_splits
 
 

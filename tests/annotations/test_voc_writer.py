@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from prodet.annotations.boxes import clean_objects
 from prodet.annotations.voc_folder import read_splits
 from prodet.annotations.voc_writer import VocObject, annotation_xml, voc_box, write_image_sets

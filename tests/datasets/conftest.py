@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
 from prodet.annotations.pickle_store import dump_dataset
 from prodet.annotations.schema import (
     BACKGROUND,

@@ -4,6 +4,7 @@ import albumentations as A
 import numpy as np
 import pytest
 import torch
+
 from prodet.datasets.augment import LABEL_FIELDS, PRESETS, build_transform
 
 MEAN = (0.485, 0.456, 0.406)

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
 from prodet.annotations.schema import VocDataset
 from prodet.datasets.augment import build_transform
 from prodet.datasets.detection_dataset import DetectionDataset, split_ids
-from prodet.datasets.letterbox import boxes_to_original
+from prodet.datasets.geometry import ResizeGeometry, boxes_to_original
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -31,7 +32,7 @@ def test_untransformed_items_are_the_decoded_images_and_records(tiny_voc_pkl: Pa
         )
         np.testing.assert_array_equal(target["boxes"].numpy(), record.boxes)
         assert target["labels"].dtype == torch.int64 and target["difficult"].dtype == torch.bool
-        assert target["scale"] == (1.0, 1.0) and target["pad"] == (0, 0)
+        assert target["geometry"] == ResizeGeometry.identity(record.width, record.height)
     rgb = np.asarray(Image.open(ds.image_path(0)), dtype=np.float32) / 255
     np.testing.assert_allclose(ds[0][0].permute(1, 2, 0).numpy(), rgb, atol=1e-6)
 
@@ -42,10 +43,8 @@ def test_eval_letterbox_targets_map_back_to_original_pixels(tiny_voc_pkl: Path) 
     for index, record in enumerate(ds.records):
         image, target = ds[index]
         assert image.shape == (3, 96, 96)
-        back = boxes_to_original(
-            target["boxes"], target["scale"], target["pad"], target["orig_size"]
-        )
-        np.testing.assert_allclose(back.numpy(), record.boxes, atol=1e-3)
+        back = boxes_to_original(target["boxes"].numpy(), target["geometry"])
+        np.testing.assert_allclose(back, record.boxes, atol=1e-3)
         np.testing.assert_array_equal(target["labels"].numpy(), record.labels)
         np.testing.assert_array_equal(target["difficult"].numpy(), record.difficult)
 
@@ -58,7 +57,7 @@ def test_ssd_preset_items_including_the_empty_image(tiny_voc_pkl: Path) -> None:
         for index in range(len(ds)):
             image, target = ds[index]
             assert image.shape == (3, 64, 64)
-            assert target["scale"] is None and target["pad"] is None
+            assert target["geometry"] is None
             boxes = target["boxes"]
             assert boxes.shape == (len(target["labels"]), 4) == (len(target["difficult"]), 4)
             assert ((boxes >= 0) & (boxes <= 64)).all()

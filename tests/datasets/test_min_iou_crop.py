@@ -6,6 +6,7 @@ from collections import Counter
 import albumentations as A
 import numpy as np
 import pytest
+
 from prodet.datasets.augment import LABEL_FIELDS
 from prodet.datasets.min_iou_crop import SSD_MIN_IOUS, MinIoURandomCrop, box_iou_with_patch
 

@@ -7,14 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from prodet.annotations.convert import convert_folder
+from prodet.annotations.image_decode import decode_image_file
 from prodet.annotations.image_header import read_image_header
 from prodet.annotations.pickle_store import dump_dataset
 from prodet.annotations.schema import VocDataset
 from prodet.datasets.augment import build_transform
 from prodet.datasets.detection_dataset import DetectionDataset
-from prodet.datasets.image_io import decode_image
-from prodet.datasets.letterbox import boxes_to_original
+from prodet.datasets.geometry import boxes_to_original
 from prodet.datasets.loader import build_loader
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -52,10 +53,8 @@ def test_commodity_ssd_loader_and_eval_round_trip(tmp_path: Path) -> None:
     test = DetectionDataset(pkl, "test", transform=transform)
     for index, record in enumerate(test.records):
         _, target = test[index]
-        back = boxes_to_original(
-            target["boxes"], target["scale"], target["pad"], target["orig_size"]
-        )
-        np.testing.assert_allclose(back.numpy(), record.boxes, atol=1e-2)
+        back = boxes_to_original(target["boxes"].numpy(), target["geometry"])
+        np.testing.assert_allclose(back, record.boxes, atol=1e-2)
 
 
 def test_raccoon_grayscale_jpegs_decode_to_rgb() -> None:
@@ -65,7 +64,7 @@ def test_raccoon_grayscale_jpegs_decode_to_rgb() -> None:
     gray = [p for p in sorted(folder.iterdir()) if read_image_header(p).mode == "L"]
     assert gray, "the raccoon set is expected to hold grayscale JPEGs"
     for path in gray:
-        image = decode_image(path)
+        image = decode_image_file(path)
         assert image.dtype == np.uint8 and image.shape[2] == 3
         assert (image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all()
 
@@ -73,6 +72,6 @@ def test_raccoon_grayscale_jpegs_decode_to_rgb() -> None:
 def test_commodity_rgba_images_have_records_sizes(tmp_path: Path) -> None:
     voc: VocDataset = DetectionDataset(_convert("commodity_voc", tmp_path), "test").voc
     record = voc.records[0]
-    image = decode_image(Path(voc.root) / record.image_path)
+    image = decode_image_file(Path(voc.root) / record.image_path)
     assert record.image_path.endswith(".jpg") and record.image_format == "PNG"
     assert image.shape == (record.height, record.width, 3)

@@ -5,6 +5,7 @@ import random
 import albumentations as A
 import numpy as np
 import pytest
+
 from prodet.datasets.augment import LABEL_FIELDS
 from prodet.datasets.zoom_out import ZoomOut
 
@@ -52,11 +53,17 @@ def test_ratio_one_is_the_identity() -> None:
 
 
 def test_empty_boxes_pass_through() -> None:
-    image = np.zeros((8, 8, 3), dtype=np.uint8)
-    out = _pipeline(ZoomOut(p=1.0), 1)(
+    image = np.full((8, 8, 3), 200, dtype=np.uint8)
+    zoom = ZoomOut(fill=FILL, p=1.0)
+    out = _pipeline(zoom, 1)(
         image=image, bboxes=np.zeros((0, 4), np.float32), labels=[], difficult=[]
     )
-    assert out["image"].shape[0] >= 8 and len(out["bboxes"]) == 0
+    assert len(out["bboxes"]) == 0
+    left, top = zoom.params["offset"]
+    canvas = out["image"].copy()
+    np.testing.assert_array_equal(canvas[top : top + 8, left : left + 8], image)
+    canvas[top : top + 8, left : left + 8] = FILL
+    assert (canvas == np.array(FILL, dtype=np.uint8)).all()
 
 
 def test_invalid_arguments() -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import pickle
+import os
 import random
+import shlex
 
 import numpy as np
 import pytest
 import torch
+
 from prodet.detection.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
     CheckpointError,
     load_checkpoint,
     rng_state,
@@ -28,8 +32,11 @@ def test_round_trip_restores_every_rng(tmp_path):
 
 
 class Exploit:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
     def __reduce__(self):
-        return (print, ("pwned",))
+        return (os.system, (f"touch {shlex.quote(self.marker)}",))
 
 
 def test_refuses_foreign_files(tmp_path):
@@ -41,6 +48,16 @@ def test_refuses_foreign_files(tmp_path):
     torch.save({"a": 1}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="no format marker"):
         load_checkpoint(tmp_path / "other.pt")
-    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"x": Exploit()}))
-    with pytest.raises(CheckpointError):
+
+
+def test_a_checkpoint_carrying_code_is_refused_before_the_code_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    # A real checkpoint file, format marker and version included: only the payload is wrong.
+    evil = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "x": Exploit(str(marker))}
+    torch.save(evil, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match=r"not a readable prodet checkpoint \(Weights only"):
         load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+    # The file is a live exploit: a plain torch.load runs the payload.
+    torch.load(tmp_path / "evil.pt", weights_only=False)
+    assert marker.exists()

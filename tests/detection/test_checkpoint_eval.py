@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import torch
+
 from prodet.detection.checkpoint_eval import model_from_checkpoint
 from prodet.detection.config import TrainConfig
 from prodet.detection.model_factory import build_model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from prodet.detection.config import config_to_yaml, load_config, parse_overrides
 
 

@@ -11,8 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torchvision.ops import RoIAlign, RoIPool
+
 from prodet.annotations.convert import convert_folder
 from prodet.annotations.pickle_store import dump_dataset
+from prodet.datasets.geometry import ResizeGeometry
 from prodet.detection.backbones import build_backbone
 from prodet.detection.checkpoint import load_checkpoint
 from prodet.detection.checkpoint_eval import evaluate_checkpoint
@@ -22,8 +25,6 @@ from prodet.detection.model_factory import build_model
 from prodet.detection.proposals import load_proposals, proposals_for_batch, save_proposals
 from prodet.detection.roi_pooler import RoIPooler
 from prodet.detection.trainer import fit
-from torchvision.ops import RoIAlign, RoIPool
-
 from tests.annotations.voc_factory import make_voc
 
 SIZE = 128
@@ -182,14 +183,18 @@ def test_proposal_files_round_trip_and_map_onto_the_model_input(tmp_path: Path):
     store = load_proposals(path)
     assert store["img2"].shape == (0, 4)
     targets = [
-        {"image_id": "img1", "scale": (0.5, 0.25), "pad": (4, 0)},
-        {"image_id": "img2", "scale": (1.0, 1.0), "pad": (0, 0)},
+        # input = original * (0.5, 0.25) + (4, 0)
+        {
+            "image_id": "img1",
+            "geometry": ResizeGeometry((84, 200), (50, 50), (0.5, 0.25), (4, 0), (42, 50)),
+        },
+        {"image_id": "img2", "geometry": ResizeGeometry.identity(50, 50)},
     ]
     mapped = proposals_for_batch(store, targets, size=50)
     assert torch.equal(mapped[0], torch.tensor([[9.0, 5.0, 50.0, 50.0]]))  # 59 clipped to 50
     assert mapped[1].shape == (0, 4)
     with pytest.raises(ValueError, match="'eval' preset"):
-        proposals_for_batch(store, [{"image_id": "img1", "scale": None, "pad": None}], size=50)
+        proposals_for_batch(store, [{"image_id": "img1", "geometry": None}], size=50)
     with pytest.raises(ValueError, match="no precomputed proposals for image 'img3'"):
         proposals_for_batch(store, [{"image_id": "img3"}], size=50)
     with pytest.raises(ValueError, match=r"expected \[P, 4\]"):

@@ -9,17 +9,13 @@ import math
 
 import numpy as np
 import pytest
-from prodet.annotations.coco import to_coco
-from prodet.annotations.schema import ImageRecord, VocDataset
-from prodet.detection.metrics_coco import (
-    COCO_STAT_NAMES,
-    coco_ground_truth,
-    coco_results,
-    evaluate_coco,
-)
-from prodet.detection.metrics_voc import evaluate_voc, precision_envelope
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+from prodet.annotations.coco import coco_ground_truth, coco_image_ids, to_coco
+from prodet.annotations.schema import ImageRecord, VocDataset
+from prodet.detection.metrics_coco import COCO_STAT_NAMES, coco_results, evaluate_coco
+from prodet.detection.metrics_voc import evaluate_voc, precision_envelope
 
 CLASSES = ("__background__", "bottle", "can", "box")
 A = [0.0, 0.0, 10.0, 10.0]
@@ -183,7 +179,7 @@ def test_results_format_and_image_ids():
         coco_results(preds, CLASSES, image_ids=[7, 7])
 
 
-def test_ground_truth_lines_up_with_the_annotations_export():
+def test_scoring_against_the_annotations_export_gives_the_reported_ap():
     def record(image_id, boxes, labels, difficult):
         return ImageRecord(
             image_id=image_id,
@@ -197,15 +193,37 @@ def test_ground_truth_lines_up_with_the_annotations_export():
             xml_sha256="0" * 64,
         )
 
-    records = (record("a", [A, B], [1, 3], [False, True]), record("b", [C], [2], [False]))
-    dataset = VocDataset(format_version=1, root="/voc", classes=CLASSES, records=records)
-    truth = [{"boxes": r.boxes, "labels": r.labels, "difficult": r.difficult} for r in records]
-    ours = coco_ground_truth(truth, CLASSES, image_ids=[1, 2])
+    records = (
+        record("a", [A, B], [1, 3], [False, True]),
+        record("b", [C], [2], [False]),
+        record("c", [B], [1], [False]),
+    )
+    dataset = VocDataset(
+        format_version=1, root="/voc", classes=CLASSES, records=records, splits={"test": ("c", "b")}
+    )
     export = to_coco(dataset)
-
-    def key(ann):
-        return ann["image_id"], ann["category_id"], ann["bbox"], ann["difficult"]
-
-    assert [key(a) for a in ours["annotations"]] == [key(a) for a in export["annotations"]]
-    assert ours["categories"] == [{"id": c["id"], "name": c["name"]} for c in export["categories"]]
-    assert [a["iscrowd"] for a in ours["annotations"]] == [0, 1, 0]
+    assert [a["iscrowd"] for a in export["annotations"]] == [0, 1, 0, 0]  # B in "a" is difficult
+    # The test split, in split order; its COCO ids are its records' positions in the dataset.
+    split = dataset.split_records("test")
+    ids = coco_image_ids(dataset, [r.image_id for r in split])
+    assert ids == [3, 2]
+    truth = [{"boxes": r.boxes, "labels": r.labels, "difficult": r.difficult} for r in split]
+    # "c": a hit on B and a false positive; "b": a loose hit on C (IoU 0.64) and a miss of A.
+    preds = [
+        pred([B, A], [0.9, 0.8], [1, 1]),
+        pred([[42.0, 42.0, 60.0, 60.0], A], [0.7, 0.6], [2, 3]),
+    ]
+    reported = evaluate_coco(truth, preds, CLASSES, image_ids=ids).stats["AP"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = export
+        coco_gt.createIndex()
+        evaluator = COCOeval(
+            coco_gt, coco_gt.loadRes(coco_results(preds, CLASSES, image_ids=ids)), "bbox"
+        )
+        evaluator.params.imgIds = ids
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    assert 0.0 < reported < 1.0
+    assert evaluator.stats[0] == pytest.approx(reported, abs=1e-12)

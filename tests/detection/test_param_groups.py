@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
+
 from prodet.detection.backbones import build_backbone
 from prodet.detection.param_groups import param_groups
-from torch import nn
 
 
 class TinyDetector(nn.Module):
@@ -39,7 +40,11 @@ def test_groups_split_backbone_from_head_and_decay_from_no_decay():
     grouped = [id(p) for group in groups for p in group["params"]]
     trainable = [id(p) for p in model.parameters() if p.requires_grad]
     assert sorted(grouped) == sorted(trainable)  # each trainable parameter exactly once
-    assert len(trainable) < len(list(model.parameters()))  # stage 0 is frozen and left out
+    # Stage 0 is frozen and left out: the stem conv and the first block's two convs (its
+    # batch norms are buffers).
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    stage0 = {n for n, _ in model.named_parameters() if n.startswith("backbone.body.stages.0.")}
+    assert frozen == stage0 and len(frozen) == 3
 
 
 def test_frozen_batch_norm_leaves_only_conv_biases_undecayed_and_optimiser_steps():

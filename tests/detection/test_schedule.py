@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from prodet.detection.schedule import COSINE_FLOOR, WARMUP_START, LrPlan, build_scheduler
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from prodet.detection.backbones import efficientnet_lite0_backbone
 from prodet.detection.ssd import SSDFeatures, build_ssd, count_default_boxes, default_scales
 

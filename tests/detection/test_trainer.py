@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+
 from prodet.annotations.convert import convert_folder
 from prodet.annotations.pickle_store import dump_dataset, load_dataset
+from prodet.commands import main as prodet
 from prodet.detection.checkpoint import load_checkpoint
 from prodet.detection.config import load_config
 from prodet.detection.trainer import epochs_without_improvement, fit, resolve_splits
-
-from prodet.commands import main as prodet
 from tests.annotations.voc_factory import voc_xml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -194,9 +194,21 @@ def test_cli_train_then_evaluate(tiny, tmp_path, capsys):
         )
         == 0
     )
+    printed = capsys.readouterr().out
+    headline = json.loads(printed[printed.index('{\n  "split"') : printed.index("}\nwrote") + 1])
+    assert headline["split"] == "test" and headline["images"] == 4
     summary = json.loads((run / "eval-test" / "summary.json").read_text())
-    assert set(summary) >= {"voc", "coco"} or summary
-    for name in ("per_class.md", "pr_curves.png", "predictions_coco.json"):
+    assert set(summary) == {"voc", "coco", "per_class"}
+    assert summary["voc"]["iou_threshold"] == 0.5
+    assert round(summary["voc"]["map_area"], 4) == headline["voc_map_area@0.5"]
+    # The test split is ids 12-15: red, blue, red, blue.
+    assert summary["voc"]["classes_without_ground_truth"] == []
+    rows = summary["per_class"]
+    assert [(r["name"], r["npos"]) for r in rows] == [("blue", 2), ("red", 2)]
+    assert all(r["tp"] + r["fp"] == r["detections"] for r in rows)
+    predictions = json.loads((run / "eval-test" / "predictions_coco.json").read_text())
+    assert len(predictions) == sum(r["detections"] for r in rows)
+    for name in ("per_class.md", "pr_curves.png"):
         assert (run / "eval-test" / name).is_file()
     assert prodet(["train", "--data", str(tiny), "--out", str(run), "--lr", "-1"]) == 2
     assert "lr=-1.0: must be positive" in capsys.readouterr().err

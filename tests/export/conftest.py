@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from prodet.detection.config import load_config
 from prodet.detection.trainer import fit
 from prodet.export.pipeline import ExportOptions, ExportResult, export_checkpoint
-
 from tests.detection.test_trainer import make_tiny_dataset, tiny_overrides
 
 HEADS = ("ssd", "fast_rcnn")

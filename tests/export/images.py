@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+
 from prodet.datasets.detection_dataset import DetectionDataset
 from prodet.detection.checkpoint_eval import eval_transform
 

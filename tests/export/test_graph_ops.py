@@ -8,6 +8,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from torch import nn
+from torchvision.models.detection._utils import BoxCoder
+
 from prodet.export.graph_ops import (
     decode_boxes,
     keep_top_per_class,
@@ -15,8 +18,6 @@ from prodet.export.graph_ops import (
     top_detections,
 )
 from prodet.export.nms_op import non_max_suppression
-from torch import nn
-from torchvision.models.detection._utils import BoxCoder
 
 # Image 0: boxes 0 and 1 overlap with IoU 100 / 121 = 0.826, box 2 is apart.
 BOXES = torch.tensor(

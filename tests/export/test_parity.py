@@ -6,13 +6,14 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
+
 from prodet.detection.checkpoint import load_checkpoint
 from prodet.detection.checkpoint_eval import model_from_checkpoint
 from prodet.export import pipeline
 from prodet.export.cli import export_main
-from prodet.export.ort_runner import Detections, open_session
+from prodet.export.onnx_contract import Detections
+from prodet.export.ort_runner import open_session
 from prodet.export.parity import ParityError, check_parity, compare_detections, raise_on_failure
-
 from tests.export.images import split_images
 
 BOXES = np.array([[0, 0, 10, 10], [20, 20, 40, 40], [50, 0, 60, 30]], dtype=np.float32)

@@ -8,9 +8,9 @@ import json
 import onnx
 import pytest
 from onnx import TensorProto
+
 from prodet.export.ort_runner import open_session, run_batches
 from prodet.export.pipeline import ExportOptions, export_checkpoint
-
 from tests.export.images import split_images
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from prodet.export.ort_runner import open_session, run_batches
 from prodet.serve.model_runner import ModelRunner
-
 from tests.export.conftest import HEADS
 from tests.export.images import split_images
 

@@ -16,10 +16,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
-from prodet.serve.app import create_app
-from prodet.serve.model_runner import ModelRunner, RawDetections
-from prodet.serve.settings import Settings
 
+from prodet.export.onnx_contract import Detections
+from prodet.serve.app import create_app
+from prodet.serve.model_runner import ModelRunner
+from prodet.serve.settings import Settings
 from tests.serve.tiny_model import save_model
 
 API_KEY = "test-key-0123456789abcdef"
@@ -75,7 +76,7 @@ class GatedRunner(ModelRunner):
         self.gate = threading.Event()
         self.entered = threading.Event()
 
-    def run(self, images: np.ndarray) -> list[RawDetections]:
+    def run(self, images: np.ndarray) -> list[Detections]:
         self.entered.set()
         if not self.gate.wait(timeout=10):
             raise TimeoutError("test gate never opened")

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from prodet.serve.app import create_app
 from pydantic import ValidationError
 
+from prodet.serve.app import create_app
 from tests.serve.conftest import API_KEY, assert_error, encode, make_settings, solid, upload
 from tests.serve.tiny_model import expected_scores, save_model
 

@@ -8,8 +8,10 @@ from typing import Any, cast
 
 import numpy as np
 import pytest
+
+from prodet.export.onnx_contract import Detections
 from prodet.serve.batcher import InferenceTimeoutError, MicroBatcher, QueueFullError
-from prodet.serve.model_runner import ModelRunner, RawDetections
+from prodet.serve.model_runner import ModelRunner
 
 
 class RecordingRunner:
@@ -21,13 +23,13 @@ class RecordingRunner:
         self.gate = delay
         self.entered = threading.Event()
 
-    def run(self, images: np.ndarray) -> list[RawDetections]:
+    def run(self, images: np.ndarray) -> list[Detections]:
         self.entered.set()
         if self.gate is not None:
             self.gate.wait(timeout=10)
         self.batches.append(len(images))
         return [
-            RawDetections(
+            Detections(
                 np.zeros((1, 4), np.float32),
                 np.float32([image.flat[0]]),
                 np.int64([1]),
@@ -148,7 +150,7 @@ def test_images_of_different_runners_are_never_mixed() -> None:
 
 def test_runner_failure_reaches_every_waiting_request() -> None:
     class Broken(RecordingRunner):
-        def run(self, images: np.ndarray) -> list[RawDetections]:
+        def run(self, images: np.ndarray) -> list[Detections]:
             raise RuntimeError("device lost")
 
     async def scenario() -> None:
@@ -158,7 +160,7 @@ def test_runner_failure_reaches_every_waiting_request() -> None:
             *(batcher.submit(_runner(Broken()), [_image(0)]) for _ in range(2)),
             return_exceptions=True,
         )
-        assert all(isinstance(r, RuntimeError) for r in results)
+        assert [(type(r), str(r)) for r in results] == [(RuntimeError, "device lost")] * 2
         # The worker survives a failed batch.
         assert (await batcher.submit(_runner(RecordingRunner()), [_image(5)]))[0].batch_size == 1
         await batcher.stop()
@@ -175,7 +177,7 @@ def test_streams_run_batches_at_the_same_time() -> None:
     lock = threading.Lock()
     original = fake.run
 
-    def counting_run(images: np.ndarray) -> list[RawDetections]:
+    def counting_run(images: np.ndarray) -> list[Detections]:
         nonlocal active, peak
         with lock:
             active += 1

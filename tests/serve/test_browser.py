@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from prodet.serve.draw import class_color
 
 from prodet.live_server import live_server
+from prodet.serve.draw import class_color
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [

@@ -7,40 +7,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from prodet.serve.model_contract import ModelContractError, parse_metadata
+
 from prodet.serve.model_runner import CPU, ModelLoadError, ModelRunner, requested_providers
-
-from tests.serve.tiny_model import BOXES, CLASSES, build_model, metadata, save_model
-
-
-def test_metadata_parses_to_typed_fields() -> None:
-    meta = parse_metadata(metadata())
-    assert meta.classes == CLASSES
-    assert (meta.input_size, meta.resize_mode, meta.detections_per_img) == (64, "letterbox", 3)
-    assert meta.mean == (0.5, 0.5, 0.5) and meta.std == (0.25, 0.25, 0.25)
-    assert (meta.score_thresh, meta.val_map, meta.precision) == (0.3, 0.5, "fp32")
-    assert parse_metadata(metadata(val_map="")).val_map is None
-
-
-@pytest.mark.parametrize(
-    ("overrides", "message"),
-    [
-        ({"classes": None}, "lacks 'classes'"),
-        ({"prodet_format": "2"}, "format '1'"),
-        ({"classes": '["bottle", "can"]'}, "__background__"),
-        ({"classes": '["__background__", "a", "a"]'}, "distinct"),
-        ({"classes": "bottle,can"}, "not JSON"),
-        ({"input_size": "big"}, "must be int"),
-        ({"resize_mode": "crop"}, "stretch, letterbox"),
-        ({"std": "[0.2, 0, 0.2]"}, "positive"),
-        ({"mean": "[0.5, 0.5]"}, "3 numbers"),
-        ({"box_format": "cxcywh"}, "xyxy_pixels_model_input"),
-        ({"score_thresh": "1.5"}, "[0, 1]"),
-    ],
-)
-def test_bad_metadata_is_named(overrides: dict[str, str | None], message: str) -> None:
-    with pytest.raises(ModelContractError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        parse_metadata(metadata(**overrides))
+from tests.serve.tiny_model import BOXES, build_model, save_model
 
 
 def test_load_checks_and_runs(model_path: Path) -> None:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from prodet.serve.draw import class_color
 
 from prodet.commands import main
+from prodet.serve.draw import class_color
 from tests.serve.conftest import solid, upload
 
 
@@ -57,10 +57,14 @@ def test_predict_writes_png_and_json_like_the_api(
     ).any()
 
 
-def test_predict_refuses_unknown_classes(model_path: Path, tmp_path: Path) -> None:
+def test_predict_refuses_unknown_classes(
+    model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     image = _write(tmp_path / "a.png", solid(20, 20))
     argv = ["predict", str(image), "--model", str(model_path), "--out", str(tmp_path / "o")]
     assert main([*argv, "--provider", "cpu", "--classes", "giraffe"]) == 2
+    assert "unknown class name(s) ['giraffe']" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "a.json").exists()
     assert main([*argv, "--provider", "cpu", "--classes", "can"]) == 0
     record = json.loads((tmp_path / "o" / "a.json").read_text())
     assert [d["label"] for d in record["detections"]] == ["can"]

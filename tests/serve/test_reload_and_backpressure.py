@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+
 from prodet.serve.app import create_app
 from prodet.serve.model_runner import ModelRunner
-
 from tests.serve.conftest import (
     API_KEY,
     GatedRunner,
