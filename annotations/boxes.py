@@ -8,8 +8,6 @@ that leaves the image by at most ``EDGE_TOLERANCE`` pixels is clipped silently.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from prodet.annotations.report import Problem
@@ -18,15 +16,6 @@ from prodet.annotations.voc_xml import RawObject
 EDGE_TOLERANCE = 1.0
 MIN_SIDE = 1.0  # a kept box is at least one pixel wide and high
 ON_ERROR_MODES = ("fail", "skip", "repair")
-
-
-@dataclass(frozen=True)
-class CleanBoxes:
-    """Boxes ready for an ``ImageRecord``: float32 ``[N, 4]`` x1,y1,x2,y2 and names ``[N]``."""
-
-    boxes: np.ndarray
-    names: tuple[str, ...]
-    difficult: np.ndarray
 
 
 def voc_to_xyxy(xmin: float, ymin: float, xmax: float, ymax: float) -> tuple[float, ...]:
@@ -56,14 +45,14 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def clean_objects(
+def clean_object_lists(
     objects: tuple[RawObject, ...],
     width: int,
     height: int,
     file: str,
     on_error: str,
     known_classes: frozenset[str] | None = None,
-) -> tuple[CleanBoxes, list[Problem]]:
+) -> tuple[list[tuple[float, float, float, float]], list[str], list[bool], list[Problem]]:
     """Convert, clip and validate the boxes of one image.
 
     Args:
@@ -75,27 +64,10 @@ def clean_objects(
         known_classes: when given, objects of other classes are reported and dropped.
 
     Returns:
-        The kept boxes and every problem found, each naming the file and object index.
-    """
-    kept, names, difficult, problems = clean_object_lists(
-        objects, width, height, file, on_error, known_classes
-    )
-    boxes = np.asarray(kept, dtype=np.float32).reshape(-1, 4)
-    return CleanBoxes(boxes, tuple(names), np.asarray(difficult, dtype=bool)), problems
-
-
-def clean_object_lists(
-    objects: tuple[RawObject, ...],
-    width: int,
-    height: int,
-    file: str,
-    on_error: str,
-    known_classes: frozenset[str] | None = None,
-) -> tuple[list[tuple[float, float, float, float]], list[str], list[bool], list[Problem]]:
-    """``clean_objects`` as plain lists: kept ``(x1, y1, x2, y2)``, names, difficult flags.
-
-    The conversion workers use this form: it is cheaper to build and to send between
-    processes than three numpy arrays per image.
+        The kept boxes ``(x1, y1, x2, y2)`` (0-based continuous pixels), their class
+        names and difficult flags, and every problem found, each naming the file and
+        object index. Plain lists: the conversion workers build them cheaply and send
+        them between processes.
     """
     if on_error not in ON_ERROR_MODES:
         raise ValueError(f"on_error must be one of {ON_ERROR_MODES}, got {on_error!r}")

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from PIL import Image
 
-from prodet.annotations.fast_header import read_fast_header, read_fast_header_fd
+from prodet.annotations.fast_header import read_fast_header_fd
 from prodet.annotations.image_decode import SNIFF_BYTES, sniff_format
 
 
@@ -33,21 +33,9 @@ class ImageHeader(NamedTuple):
     mode: str
 
 
-def read_image_header(path: str | os.PathLike[str]) -> ImageHeader:
-    """Sniff format and size of the image at ``path``.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ImageHeaderError: the bytes are not a supported image (names the file).
-    """
-    fast = read_fast_header(path)
-    if fast is not None:
-        return ImageHeader(*fast)
-    return read_pillow_header(path)
-
-
 def read_image_header_fd(fd: int, path: str) -> ImageHeader:
-    """``read_image_header`` of ``path``, already open as ``fd`` (Pillow reopens it if needed).
+    """Sniff format and size of the image ``path``, already open as ``fd`` (the header
+    bytes are parsed directly; other formats are reopened by Pillow).
 
     Raises:
         ImageHeaderError: the bytes are not a supported image (names the file).
@@ -59,7 +47,8 @@ def read_image_header_fd(fd: int, path: str) -> ImageHeader:
 
 
 def read_pillow_header(path: str | os.PathLike[str]) -> ImageHeader:
-    """``read_image_header`` by ``Image.open`` alone (the reference for ``fast_header``).
+    """Format and size of the image at ``path`` by ``Image.open`` alone (the reference
+    for ``fast_header``).
 
     The format is sniffed by ``image_decode.sniff_format``, so the converter accepts the
     formats that training and the service decode, no others.

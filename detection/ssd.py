@@ -178,11 +178,3 @@ def build_ssd(
         detections_per_img=detections_per_img,
         topk_candidates=topk_candidates,
     )
-
-
-def count_default_boxes(model: SSD, size: int) -> int:
-    """Number of default boxes for a ``size x size`` input (for docs and tests)."""
-    with torch.no_grad():
-        maps = list(model.backbone(torch.zeros(1, 3, size, size)).values())
-    per_loc = model.anchor_generator.num_anchors_per_location()
-    return sum(m.shape[-2] * m.shape[-1] * k for m, k in zip(maps, per_loc, strict=True))

@@ -16,12 +16,13 @@ at the deadline stops early.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,7 +33,7 @@ from prodet.annotations.pickle_store import load_dataset
 from prodet.annotations.schema import VocDataset
 from prodet.datasets.augment import build_transform
 from prodet.datasets.detection_dataset import DetectionDataset, split_ids
-from prodet.datasets.geometry import ResizeMode
+from prodet.datasets.geometry import check_resize_mode
 from prodet.datasets.loader import build_loader
 from prodet.detection import distributed
 from prodet.detection.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -110,30 +111,22 @@ class _Run:
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         backbone = find_backbone(model)
-        # TrainConfig.__post_init__ rejects any resize_mode but these two; the config is frozen.
-        resize_mode = cast(ResizeMode, config.resize_mode)
         self.input_spec = {
             "size": config.size,
             "mean": list(backbone.mean),
             "std": list(backbone.std),
             "resize_mode": config.resize_mode,
         }
-        train_tf = build_transform(
-            config.preset,
+        # Training and validation images share the input geometry and normalisation.
+        transform = functools.partial(
+            build_transform,
             size=config.size,
             mean=backbone.mean,
             std=backbone.std,
-            pca_color=config.pca_color,
-            mosaic=config.mosaic,
-            resize_mode=resize_mode,
+            resize_mode=check_resize_mode(config.resize_mode),
         )
-        eval_tf = build_transform(
-            "eval",
-            size=config.size,
-            mean=backbone.mean,
-            std=backbone.std,
-            resize_mode=resize_mode,
-        )
+        train_tf = transform(config.preset, pca_color=config.pca_color, mosaic=config.mosaic)
+        eval_tf = transform("eval")
         self.train_set = DetectionDataset(
             self.voc, ids=train_ids, transform=train_tf, cache_mb=config.cache_mb
         )

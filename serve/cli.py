@@ -89,12 +89,14 @@ def serve_main(argv: list[str]) -> int:
     return 0
 
 
+_PREDICT_DESCRIPTION = (
+    "Detect objects in image files with the service's pre- and post-processing; "
+    "writes NAME.png (boxes drawn) and NAME.json (detections) per image into --out."
+)
+
+
 def _predict_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="prodet predict",
-        description="Detect objects in image files with the service's pre- and post-processing; "
-        "writes NAME.png (boxes drawn) and NAME.json (detections) per image into --out.",
-    )
+    parser = argparse.ArgumentParser(prog="prodet predict", description=_PREDICT_DESCRIPTION)
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     parser.add_argument("--model", required=True, type=Path, help="the ONNX model file")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created)")

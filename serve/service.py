@@ -35,8 +35,10 @@ def load_runner(settings: Settings) -> ModelRunner:
         settings.model,
         provider=settings.provider,
         require_gpu=settings.require_gpu,
-        intra_op_threads=settings.intra_op_threads,
+        # Idle onnxruntime threads spin-wait for work unless the settings leave the cores
+        # to image decoding between runs.
         spinning=settings.ort_spinning,
+        intra_op_threads=settings.intra_op_threads,
         warmup_batch=settings.max_batch,
     )
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prodet.annotations.boxes import box_iou, clean_objects, voc_to_xyxy, xyxy_to_voc
+from prodet.annotations.boxes import box_iou, voc_to_xyxy, xyxy_to_voc
 from prodet.annotations.voc_xml import RawObject
+from tests.annotations.voc_factory import clean_arrays
 
 
 def obj(index, xmin, ymin, xmax, ymax, name="can", difficult=False) -> RawObject:
@@ -37,7 +38,7 @@ def test_box_iou_of_empty_and_degenerate_boxes_is_zero():
 
 
 def test_good_box_is_kept_as_float32():
-    clean, problems = clean_objects(
+    clean, problems = clean_arrays(
         (obj(0, 11, 21, 50, 60, difficult=True),), 100, 80, "a.xml", "fail"
     )
     assert problems == []
@@ -47,14 +48,14 @@ def test_good_box_is_kept_as_float32():
 
 
 def test_partly_outside_box_is_clipped_and_reported():
-    clean, problems = clean_objects((obj(3, 50, 10, 140, 999),), 100, 80, "a.xml", "skip")
+    clean, problems = clean_arrays((obj(3, 50, 10, 140, 999),), 100, 80, "a.xml", "skip")
     np.testing.assert_array_equal(clean.boxes, [[49, 9, 100, 80]])
     assert [(p.kind, p.object_index, p.file) for p in problems] == [("clipped_box", 3, "a.xml")]
 
 
 def test_one_pixel_overshoot_is_tolerated_silently():
     # Tools writing 0-based coordinates produce xmin=0 -> x1=-1.
-    clean, problems = clean_objects((obj(0, 0, 0, 100, 80),), 100, 80, "a.xml", "fail")
+    clean, problems = clean_arrays((obj(0, 0, 0, 100, 80),), 100, 80, "a.xml", "fail")
     np.testing.assert_array_equal(clean.boxes, [[0, 0, 100, 80]])
     assert problems == []
 
@@ -63,7 +64,7 @@ def test_one_pixel_overshoot_is_tolerated_silently():
     "box", [(150, 10, 160, 20), (101, 10, 120, 20), (10, 90, 40, 120), (-50, 5, -10, 9)]
 )
 def test_degenerate_or_outside_boxes_are_dropped(box):
-    clean, problems = clean_objects((obj(0, *box),), 100, 80, "a.xml", "repair")
+    clean, problems = clean_arrays((obj(0, *box),), 100, 80, "a.xml", "repair")
     assert clean.boxes.shape == (0, 4)
     assert [p.kind for p in problems] == ["degenerate_box"]
 
@@ -71,7 +72,7 @@ def test_degenerate_or_outside_boxes_are_dropped(box):
 @pytest.mark.parametrize(("mode", "kept"), [("repair", 1), ("skip", 0), ("fail", 0)])
 def test_inverted_box_depends_on_mode(mode, kept):
     # xmin 300 > xmax 283 and ymax past the 480 px height (the zoo's synthetic case).
-    clean, problems = clean_objects((obj(0, 300, 103, 283, 999),), 374, 480, "d.xml", mode)
+    clean, problems = clean_arrays((obj(0, 300, 103, 283, 999),), 374, 480, "d.xml", mode)
     assert len(clean.boxes) == kept
     assert problems[0].kind == "inverted_box" and problems[0].is_error
     if kept:
@@ -81,11 +82,11 @@ def test_inverted_box_depends_on_mode(mode, kept):
 
 def test_unknown_class_is_dropped_and_reported():
     objects = (obj(0, 1, 1, 10, 10, name="can"), obj(1, 1, 1, 10, 10, name="dog"))
-    clean, problems = clean_objects(objects, 20, 20, "a.xml", "skip", frozenset({"can"}))
+    clean, problems = clean_arrays(objects, 20, 20, "a.xml", "skip", frozenset({"can"}))
     assert clean.names == ("can",)
     assert [(p.kind, p.object_index) for p in problems] == [("unknown_class", 1)]
 
 
 def test_bad_mode_is_a_value_error():
     with pytest.raises(ValueError, match="on_error must be one of"):
-        clean_objects((), 10, 10, "a.xml", "ignore")
+        clean_arrays((), 10, 10, "a.xml", "ignore")

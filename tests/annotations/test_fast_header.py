@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import random
 import struct
 import zlib
@@ -13,8 +14,22 @@ from PIL import Image, ImageFile, PngImagePlugin
 
 from prodet.annotations import fast_header
 from prodet.annotations.fast_header import read_fast_header
-from prodet.annotations.image_header import ImageHeaderError, read_image_header, read_pillow_header
+from prodet.annotations.image_header import (
+    ImageHeader,
+    ImageHeaderError,
+    read_image_header_fd,
+    read_pillow_header,
+)
 from tests.conftest import shared_path
+
+
+def read_image_header(path: Path) -> ImageHeader:
+    """The converter's header read (fast path, Pillow fallback) of the file at ``path``."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return read_image_header_fd(fd, str(path))
+    finally:
+        os.close(fd)
 
 
 def pillow(path: Path) -> tuple[str, int, int, str] | None:

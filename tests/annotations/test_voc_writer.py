@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prodet.annotations.boxes import clean_objects
 from prodet.annotations.voc_folder import read_splits
 from prodet.annotations.voc_writer import VocObject, annotation_xml, voc_box, write_image_sets
 from prodet.annotations.voc_xml import parse_voc_xml
+from tests.annotations.voc_factory import clean_arrays
 
 
 def test_voc_box_is_one_based_inclusive():
@@ -50,7 +50,7 @@ def test_written_boxes_read_back_within_a_pixel():
     assert (raw.filename, raw.width, raw.height, raw.issues) == ("x.jpg", width, height, ())
     assert [o.truncated for o in raw.objects] == [o.truncated for o in objects]
     assert all(o.pose == "Unspecified" for o in raw.objects)
-    clean, problems = clean_objects(raw.objects, width, height, "x.xml", "fail")
+    clean, problems = clean_arrays(raw.objects, width, height, "x.xml", "fail")
     assert problems == []
     assert clean.names == tuple(o.name for o in objects)
     assert clean.difficult.tolist() == [o.difficult for o in objects]

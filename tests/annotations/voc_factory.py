@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import numpy as np
 from PIL import Image
+
+from prodet.annotations.boxes import clean_object_lists
 
 OBJECT = """  <object>
     <name>{name}</name>
@@ -57,3 +62,14 @@ def make_voc(
         for name, ids in splits.items():
             (root / "ImageSets" / "Main" / f"{name}.txt").write_text("\n".join(ids) + "\n")
     return root
+
+
+def clean_arrays(*args: Any, **kwargs: Any) -> tuple[SimpleNamespace, list[Any]]:
+    """``clean_object_lists`` with the kept boxes as arrays, for assertions:
+    ``boxes`` float32 ``[N, 4]``, ``names`` tuple, ``difficult`` bool ``[N]``."""
+    kept, names, difficult, problems = clean_object_lists(*args, **kwargs)
+    boxes = np.asarray(kept, dtype=np.float32).reshape(-1, 4)
+    clean = SimpleNamespace(
+        boxes=boxes, names=tuple(names), difficult=np.asarray(difficult, dtype=bool)
+    )
+    return clean, problems

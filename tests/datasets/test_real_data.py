@@ -10,7 +10,7 @@ import torch
 
 from prodet.annotations.convert import convert_folder
 from prodet.annotations.image_decode import decode_image_file
-from prodet.annotations.image_header import read_image_header
+from prodet.annotations.image_header import read_pillow_header
 from prodet.annotations.pickle_store import dump_dataset
 from prodet.annotations.schema import VocDataset
 from prodet.datasets.augment import build_transform
@@ -61,7 +61,7 @@ def test_raccoon_grayscale_jpegs_decode_to_rgb() -> None:
     folder = SHARED_DATA / "raccoon_voc" / "JPEGImages"
     if not folder.is_dir():
         pytest.skip(f"shared data not found at {folder} (expected ../shared/data beside the repo)")
-    gray = [p for p in sorted(folder.iterdir()) if read_image_header(p).mode == "L"]
+    gray = [p for p in sorted(folder.iterdir()) if read_pillow_header(p).mode == "L"]
     assert gray, "the raccoon set is expected to hold grayscale JPEGs"
     for path in gray:
         image = decode_image_file(path)

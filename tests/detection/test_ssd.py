@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torchvision.models.detection.ssd import SSD
 
 from prodet.detection.backbones import efficientnet_lite0_backbone
-from prodet.detection.ssd import SSDFeatures, build_ssd, count_default_boxes, default_scales
+from prodet.detection.ssd import SSDFeatures, build_ssd, default_scales
 
 SIZE = 128
 
@@ -97,3 +98,11 @@ def test_default_scales_are_linear_with_a_last_extra_one():
     assert scales == pytest.approx([0.1, 0.3, 0.5, 1.0])
     with pytest.raises(ValueError, match="min_scale"):
         default_scales(3, 0.6, 0.5)
+
+
+def count_default_boxes(model: SSD, size: int) -> int:
+    """Number of default boxes for a ``size x size`` input: feature cells times anchors."""
+    with torch.no_grad():
+        maps = list(model.backbone(torch.zeros(1, 3, size, size)).values())
+    per_loc = model.anchor_generator.num_anchors_per_location()
+    return sum(m.shape[-2] * m.shape[-1] * k for m, k in zip(maps, per_loc, strict=True))
