@@ -15,7 +15,7 @@ link_tree() {  # SOURCE_FOLDER DESTINATION_FOLDER
   done
 }
 link_tree prodet "$view/prodet"
-for stage in annotations datasets detection export serve; do
+for stage in annotations datasets detection export serve configs; do
   link_tree "$stage" "$view/prodet/$stage"
 done
 echo "$view"

@@ -3,7 +3,7 @@
 Written once for the whole pipeline. It lives in ``annotations``, the first stage that
 needs it: the converter decides which files are images (``IMAGE_EXTENSIONS``) and which
 formats it accepts (``sniff_format``); training (``datasets.detection_dataset``) decodes
-with ``decode_image_file``; the service decodes untrusted uploads with ``decode_image``.
+with ``decode_file``; the service decodes untrusted uploads with ``decode_image``.
 It needs Pillow and numpy only (no torch), so the service can import it.
 
 Formats (``IMAGE_FORMATS``) are named by the bytes' signature, never by a file name or a
@@ -42,22 +42,30 @@ converter records the header's width and height (``annotations.image_header``), 
 rotating by the EXIF tag would move the pixels away from their boxes and swap width and
 height. The service applies the tag (``decode_image(..., exif_orientation=True)``): a
 client's photo means what viewers show, and its boxes are answered in that image. The
-two agree on every image without a rotating tag (all of the shared data sets).
+two agree on every image without a rotating tag (all of the shared data sets). A missing,
+damaged or invalid tag (``annotations.orientation.orientation_of``) means "as stored".
+
+Reduced-size JPEG decoding (``min_sides``, see ``annotations.jpeg_draft``): a JPEG can be
+decoded at 1/2, 1/4 or 1/8 of its size, the smallest that keeps ``min_sides`` pixels;
+``DecodedImage.region`` then says where the original lies in the smaller ``pixels``
+(after the EXIF orientation), ``width``/``height`` stay the original's, and
+``boxes_to_pixels`` maps boxes from the original onto ``pixels``. Other formats decode in
+full. The pixel limit applies to the full size.
 """
 
 from __future__ import annotations
 
 import io
-import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-logger = logging.getLogger(__name__)
+from prodet.annotations.decoded_image import DecodedImage
+from prodet.annotations.jpeg_draft import draft_region
+from prodet.annotations.orientation import orient_box, orient_size, orientation_of, upright
 
 AlphaMode = Literal["composite", "drop"]
 ALPHA_MODES: tuple[str, ...] = ("composite", "drop")
@@ -93,24 +101,6 @@ class CorruptImageError(ImageDecodeError):
 
 class ImageTooLargeError(ImageDecodeError):
     """The image has more pixels than allowed."""
-
-
-@dataclass(frozen=True)
-class DecodedImage:
-    """RGB pixels ``uint8`` ``[H, W, 3]`` and the ``format`` their bytes were sniffed as."""
-
-    pixels: np.ndarray
-    format: str
-
-    @property
-    def width(self) -> int:
-        """Width in pixels (after EXIF orientation when it was applied)."""
-        return int(self.pixels.shape[1])
-
-    @property
-    def height(self) -> int:
-        """Height in pixels (after EXIF orientation when it was applied)."""
-        return int(self.pixels.shape[0])
 
 
 def sniff_format(head: bytes) -> str:
@@ -150,6 +140,7 @@ def decode_image(
     exif_orientation: bool,
     max_pixels: int | None = None,
     alpha: AlphaMode = "composite",
+    min_sides: tuple[int, int] | None = None,
 ) -> DecodedImage:
     """Decode (untrusted) encoded image bytes to RGB.
 
@@ -160,9 +151,13 @@ def decode_image(
         max_pixels: the largest ``width * height`` accepted; None leaves only Pillow's
             own decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``).
         alpha: ``"composite"`` (on white) or ``"drop"``, for images with an alpha channel.
+        min_sides: ``(shorter, longer)``: decode a JPEG at the smallest DCT scale whose
+            sides keep at least these many pixels (see the module docstring); None, or
+            another format, decodes in full.
 
     Returns:
-        The ``uint8`` ``[H, W, 3]`` pixels and the sniffed format.
+        The ``uint8`` ``[h, w, 3]`` pixels, the sniffed format, the original's size and
+        where it lies in the pixels.
 
     Raises:
         UnsupportedImageError: not an image of a supported format, or an unsupported mode.
@@ -180,8 +175,12 @@ def decode_image(
                     f"the image is {width}x{height} = {width * height:,} pixels; the limit is "
                     f"{max_pixels:,} (downscale it before sending)"
                 )
+            region = (
+                draft_region(image, min_sides) if image_format == "JPEG" and min_sides else None
+            )
             image.load()
-            pixels = to_rgb(_upright(image) if exif_orientation else image, alpha=alpha)
+            orientation = orientation_of(image) if exif_orientation else 1
+            pixels = to_rgb(upright(image, orientation), alpha=alpha)
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:
@@ -193,20 +192,32 @@ def decode_image(
         raise CorruptImageError(
             f"the {image_format} image is truncated or damaged ({type(exc).__name__}: {exc})"
         ) from None
-    return DecodedImage(pixels, image_format)
+    if region is None:
+        return DecodedImage.full(pixels, image_format)
+    stored = (image.size[0], image.size[1])
+    return DecodedImage(
+        pixels,
+        image_format,
+        orient_size((width, height), orientation),
+        orient_box(region, stored, orientation),
+    )
 
 
-def decode_image_file(
-    path: str | os.PathLike[str], *, alpha: AlphaMode = "composite"
-) -> np.ndarray:
+def decode_file(
+    path: str | os.PathLike[str],
+    *,
+    alpha: AlphaMode = "composite",
+    min_sides: tuple[int, int] | None = None,
+) -> DecodedImage:
     """Read a dataset image as RGB in its stored pixel layout (no EXIF orientation).
 
     Args:
         path: the image file; its extension is ignored.
         alpha: ``"composite"`` (on white) or ``"drop"``, for images with an alpha channel.
+        min_sides: as in ``decode_image``: a JPEG decodes at reduced size when given.
 
     Returns:
-        ``uint8`` array ``[H, W, 3]``; its size is the one the converter recorded.
+        The decoded image; its ``size`` is the one the converter recorded.
 
     Raises:
         FileNotFoundError: no such file (other ``OSError`` s of reading it pass through).
@@ -215,18 +226,20 @@ def decode_image_file(
     """
     data = Path(path).read_bytes()
     try:
-        return decode_image(data, exif_orientation=False, alpha=alpha).pixels
+        return decode_image(data, exif_orientation=False, alpha=alpha, min_sides=min_sides)
     except ImageDecodeError as exc:
         raise type(exc)(f"{path}: {exc}") from None
 
 
-def _upright(image: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation tag; a damaged EXIF block leaves the image as stored."""
-    try:
-        return ImageOps.exif_transpose(image)
-    except Exception as exc:
-        logger.info("ignoring unreadable EXIF orientation: %s", exc)
-        return image
+def decode_image_file(
+    path: str | os.PathLike[str], *, alpha: AlphaMode = "composite"
+) -> np.ndarray:
+    """``decode_file``'s pixels in full: ``uint8`` ``[H, W, 3]`` of the recorded size.
+
+    Raises:
+        FileNotFoundError, ImageDecodeError: as ``decode_file``.
+    """
+    return decode_file(path, alpha=alpha).pixels
 
 
 def to_rgb(image: Image.Image, *, alpha: AlphaMode = "composite") -> np.ndarray:

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from prodet.annotations.synthetic import generate_shelf_dataset
+from prodet.annotations.synthetic import JPEG_QUALITY, generate_shelf_dataset
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -36,6 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--size", type=parse_size, default=(320, 320), help="WIDTHxHEIGHT (default: 320x320)"
     )
+    p.add_argument(
+        "--quality", type=int, default=JPEG_QUALITY, help=f"JPEG quality (default: {JPEG_QUALITY})"
+    )
+    p.add_argument(
+        "--exif-rotated",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of images stored rotated with EXIF orientation 6 or 8, as phones store "
+        "upright photos (annotations in the stored layout; default: 0)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a dataset already in OUT_DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -52,6 +63,8 @@ def main(argv: list[str]) -> int:
             seed=args.seed,
             progress=not args.quiet,
             overwrite=args.overwrite,
+            quality=args.quality,
+            exif_rotated=args.exif_rotated,
         )
     except ValueError as exc:
         sys.stderr.write(f"prodet synth: {exc}\n")

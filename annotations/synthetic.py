@@ -27,7 +27,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm  # no types-tqdm stubs installed
 
+from prodet.annotations.camera_photo import encode_photo, photo_orientation
 from prodet.annotations.occlusion import VisibilityMap, voc_flags
+from prodet.annotations.orientation import orient_size
 from prodet.annotations.synthetic_products import (
     DISTRACTORS,
     PRODUCTS,
@@ -416,27 +418,35 @@ def generate_shelf_dataset(
     seed: int = 0,
     progress: bool = False,
     overwrite: bool = False,
+    quality: int = JPEG_QUALITY,
+    exif_rotated: float = 0.0,
 ) -> SyntheticSummary:
     """Write a synthetic product-shelf dataset as a Pascal VOC folder.
 
-    Layout: ``root/JPEGImages/000001.jpg`` (JPEG, quality ``JPEG_QUALITY``),
+    Layout: ``root/JPEGImages/000001.jpg`` (JPEG, quality ``quality``),
     ``root/Annotations/000001.xml`` (LabelImg style), ``root/ImageSets/Main/test.txt``
     (every ``TEST_EVERY``-th id) and ``trainval.txt`` (the others). File ``k`` (1-based)
     holds ``dataset_scene(k - 1, seed=seed, size=size)``; image ``i`` leads with class
     ``SHELF_CLASSES[i % len(SHELF_CLASSES)]``, so ``images >= 6`` shows every class.
+    With ``exif_rotated``, that share of the images are phone photos taken upright
+    (``annotations.camera_photo``): drawn at ``height x width``, stored turned to
+    ``width x height`` with EXIF orientation 6 or 8; their annotations, like every
+    image's, are in the stored layout the converter and training read.
 
     Args:
         root: the folder to write (created if missing).
         images: how many images (at least 1).
-        size: ``(width, height)`` of every image in pixels.
-        seed: the same seed, size and count give byte-identical files.
+        size: ``(width, height)`` of every stored image in pixels.
+        seed: the same seed, size, count and options give byte-identical files.
         progress: show a progress bar.
         overwrite: replace an existing dataset's ``Annotations/``, ``JPEGImages/`` and
             ``ImageSets/`` (nothing else in ``root`` is touched).
+        quality: JPEG quality, 1 to 95.
+        exif_rotated: share of images stored rotated with an EXIF orientation, 0 to 1.
 
     Raises:
-        ValueError: a bad count, size or seed, or ``root`` already holds a dataset and
-            ``overwrite`` is False.
+        ValueError: a bad count, size, seed, quality or share, or ``root`` already holds a
+            dataset and ``overwrite`` is False.
     """
     if images < 1:
         raise ValueError(f"images must be at least 1, got {images}")
@@ -444,6 +454,10 @@ def generate_shelf_dataset(
     _check_size(width, height)
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    if not 1 <= quality <= 95:
+        raise ValueError(f"JPEG quality must be in 1..95, got {quality}")
+    if not 0.0 <= exif_rotated <= 1.0:
+        raise ValueError(f"the share of EXIF-rotated images must be in [0, 1], got {exif_rotated}")
     root = Path(root)
     _prepare(root, overwrite)
 
@@ -451,10 +465,17 @@ def generate_shelf_dataset(
     difficult = truncated = dropped = 0
     ids = [f"{i:06d}" for i in range(1, images + 1)]
     for index, image_id in enumerate(tqdm(ids, desc="synth", disable=not progress)):
-        scene = dataset_scene(index, seed=seed, size=size)
+        orientation = photo_orientation(index, exif_rotated)
+        scene = dataset_scene(index, seed=seed, size=orient_size(size, orientation))
+        data, boxes = encode_photo(
+            scene.image, [o.box for o in scene.objects], orientation, quality=quality
+        )
         filename = f"{image_id}.jpg"
-        scene.image.save(root / "JPEGImages" / filename, "JPEG", quality=JPEG_QUALITY)
-        objects = [VocObject(o.name, o.box, o.truncated, o.difficult) for o in scene.objects]
+        (root / "JPEGImages" / filename).write_bytes(data)
+        objects = [
+            VocObject(o.name, box, o.truncated, o.difficult)
+            for o, box in zip(scene.objects, boxes, strict=True)
+        ]
         (root / "Annotations" / f"{image_id}.xml").write_bytes(
             annotation_xml(
                 filename=filename, width=width, height=height, objects=objects, database=DATABASE

@@ -8,13 +8,15 @@ client (httpx) costs about a millisecond, time the server would otherwise get.
 
 Each level runs for a fixed wall time: ``concurrency`` clients post in a loop, each
 waiting for its answer before the next request; latencies of 200 answers and the count of
-every other status are kept.
+every other status are kept. With several pre-built requests (a workload of many photos),
+client ``k`` starts at request ``k`` and goes through them in turn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -75,16 +77,23 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bool]:
 
 
 async def _client(
-    url: str, request: bytes, deadline: float, stats: LevelStats, timeout: float
+    url: str,
+    requests: Sequence[bytes],
+    first: int,
+    deadline: float,
+    stats: LevelStats,
+    timeout: float,
 ) -> None:
     parts = urlsplit(url)
     reader = writer = None
+    turn = first
     try:
         while time.perf_counter() < deadline:
             if writer is None:
                 reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
             started = time.perf_counter()
-            writer.write(request)
+            writer.write(requests[turn % len(requests)])
+            turn += 1
             try:
                 status, keep_alive = await asyncio.wait_for(_read_answer(reader), timeout)
             except (OSError, asyncio.IncompleteReadError, TimeoutError):
@@ -101,18 +110,26 @@ async def _client(
             writer.close()
 
 
-async def _level(url: str, request: bytes, concurrency: int, seconds: float) -> LevelStats:
+async def _level(
+    url: str, requests: Sequence[bytes], concurrency: int, seconds: float
+) -> LevelStats:
     stats = LevelStats([], {}, 0.0)
     started = time.perf_counter()
     deadline = started + seconds
     await asyncio.gather(
-        *(_client(url, request, deadline, stats, timeout=120) for _ in range(concurrency))
+        *(_client(url, requests, k, deadline, stats, timeout=120) for k in range(concurrency))
     )
     return LevelStats(stats.latencies, stats.statuses, time.perf_counter() - started)
 
 
-def run_level(url: str, request: bytes, concurrency: int, seconds: float) -> LevelStats:
-    """``concurrency`` clients posting ``request`` to ``url`` for ``seconds`` of wall time."""
+def run_level(
+    url: str, request: bytes | Sequence[bytes], concurrency: int, seconds: float
+) -> LevelStats:
+    """``concurrency`` clients posting ``request`` (or each of several in turn) to ``url``
+    for ``seconds`` of wall time."""
     if concurrency < 1 or seconds <= 0:
         raise ValueError(f"need concurrency >= 1 and seconds > 0, got {concurrency}, {seconds}")
-    return asyncio.run(_level(url, request, concurrency, seconds))
+    requests = [request] if isinstance(request, bytes) else list(request)
+    if not requests:
+        raise ValueError("need at least one request to post")
+    return asyncio.run(_level(url, requests, concurrency, seconds))

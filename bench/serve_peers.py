@@ -18,7 +18,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -111,17 +111,24 @@ def _timed(label: str, batch: int, seconds: float, step) -> RawResult:
 
 
 def raw_onnxruntime(
-    model: Path, image: bytes, batches: list[int], seconds: float, *, provider: str = "auto"
+    model: Path,
+    images: bytes | Sequence[bytes],
+    batches: list[int],
+    seconds: float,
+    *,
+    provider: str = "auto",
 ) -> list[RawResult]:
     """Time ``model`` with onnxruntime alone, per batch size, ``seconds`` each.
 
     ``model only`` runs the session on a batch prepared once; ``in-process pipeline``
     also decodes, pre-processes and maps the boxes of every image, sequentially;
-    ``in-process pipelined`` overlaps the decoding of the next batch with the run.
+    ``in-process pipelined`` overlaps the decoding of the next batch with the run. Several
+    ``images`` are taken in turn; decoding is the service's default (fast JPEG decoding).
     """
     runner = ModelRunner.load(model, provider=provider, warmup_batch=max(batches))
     metadata = runner.metadata
-    prepared = prepare_image(image, metadata, max_pixels=MAX_PIXELS)
+    turn = _Turns([images] if isinstance(images, bytes) else list(images))
+    prepared = prepare_image(turn.next(), metadata, max_pixels=MAX_PIXELS)
     results = []
     for batch in batches:
         tensors = np.stack([prepared.tensor] * batch)
@@ -131,19 +138,36 @@ def raw_onnxruntime(
             return batch
 
         def pipeline(batch: int = batch) -> int:
-            images = [prepare_image(image, metadata, max_pixels=MAX_PIXELS) for _ in range(batch)]
-            outputs = runner.run(np.stack([p.tensor for p in images]))
-            for item, raw in zip(images, outputs, strict=True):
+            items = [
+                prepare_image(turn.next(), metadata, max_pixels=MAX_PIXELS) for _ in range(batch)
+            ]
+            outputs = runner.run(np.stack([p.tensor for p in items]))
+            for item, raw in zip(items, outputs, strict=True):
                 boxes_to_original(raw.boxes, item.geometry)
             return batch
 
         results.append(_timed("raw onnxruntime, model only", batch, seconds, model_only))
         results.append(_timed("raw onnxruntime, in-process pipeline", batch, seconds, pipeline))
-        with _Pipelined(runner, image, batch) as pipelined:
+        with _Pipelined(runner, turn, batch) as pipelined:
             results.append(
                 _timed("raw onnxruntime, in-process pipelined", batch, seconds, pipelined.step)
             )
     return results
+
+
+class _Turns:
+    """The workload's images, one after another, round and round."""
+
+    def __init__(self, images: list[bytes]) -> None:
+        if not images:
+            raise ValueError("need at least one image")
+        self.images = images
+        self.index = 0
+
+    def next(self) -> bytes:
+        image = self.images[self.index % len(self.images)]
+        self.index += 1
+        return image
 
 
 class _Pipelined:
@@ -154,9 +178,9 @@ class _Pipelined:
     service.
     """
 
-    def __init__(self, runner: ModelRunner, image: bytes, batch: int) -> None:
+    def __init__(self, runner: ModelRunner, images: _Turns, batch: int) -> None:
         self.runner = runner
-        self.image = image
+        self.images = images
         self.batch = batch
         self.pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
         self.pending: list[Future] = []
@@ -171,7 +195,7 @@ class _Pipelined:
     def _submit(self) -> list[Future]:
         metadata = self.runner.metadata
         return [
-            self.pool.submit(prepare_image, self.image, metadata, max_pixels=MAX_PIXELS)
+            self.pool.submit(prepare_image, self.images.next(), metadata, max_pixels=MAX_PIXELS)
             for _ in range(self.batch)
         ]
 

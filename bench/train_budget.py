@@ -1,14 +1,18 @@
 """Accuracy at a fixed CPU budget: train for N minutes, evaluate on the test split.
 
 For each dataset under ../shared/data and each head: ``prodet convert``, then
-``prodet train --max-minutes N`` (the cosine schedule anneals inside the budget), then
-``prodet evaluate --split test`` on the best checkpoint. Records VOC area mAP@0.5, VOC07
+``prodet train --config RECIPE --max-minutes N`` (the cosine schedule anneals inside the
+budget), then ``prodet evaluate --split test`` on the best checkpoint. The recipe of a
+dataset and head is ``configs/DATASET-HEAD.yaml`` (``commodity_voc`` and ``fast_rcnn``:
+``configs/commodity-fast-rcnn.yaml``) unless ``--config DATASET[:HEAD]=FILE`` names one. Records VOC area mAP@0.5, VOC07
 11-point mAP, COCO mAP@[.5:.95], training images/s and inference ms/image, next to the
 torchvision Faster R-CNN FPN reference measured the same way on this machine (from the
 issue: 0.167 on groceries25, 0.493 on commodity after 15 minutes).
 
     python bench/train_budget.py --datasets groceries25_voc commodity_voc --heads ssd \
         --minutes 15 --write BENCHMARKS.md
+    python bench/train_budget.py --datasets commodity_voc --heads ssd --minutes 15 \
+        --config commodity_voc=configs/commodity-ssd-fpn.yaml --set seed=1
 """
 
 from __future__ import annotations
@@ -31,22 +35,29 @@ REFERENCE = {  # torchvision Faster R-CNN + FPN + RoIAlign, EfficientNet-Lite0, 
     "groceries25_voc": (0.167, 72.0),
     "commodity_voc": (0.493, 114.0),
 }
-# Settings chosen for a 2-core CPU budget (flags of `prodet train`), the same for both sets.
-BUDGET_FLAGS = [
-    "--size",
-    "256",
-    "--batch-size",
-    "8",
-    "--lr",
-    "0.01",
-    "--freeze",
-    "2",
-    "--workers",
-    "1",
-    "--preset",
-    "light",
-]
-HEAD_FLAGS: dict[str, list[str]] = {"ssd": [], "fast_rcnn": []}
+HEADS = ("ssd", "fast_rcnn")
+
+
+def default_recipe(dataset: str, head: str) -> Path:
+    """``configs/commodity-fast-rcnn.yaml`` for ``commodity_voc`` and ``fast_rcnn``."""
+    name = f"{dataset.removesuffix('_voc')}-{head.replace('_', '-')}"
+    return REPO / "configs" / f"{name}.yaml"
+
+
+def recipes_from_args(items: list[str]) -> dict[tuple[str, str | None], Path]:
+    """``["commodity_voc:ssd=configs/x.yaml", "groceries25_voc=y.yaml"]`` to
+    ``{(dataset, head or None): path}``; a path is relative to the repository."""
+    out: dict[tuple[str, str | None], Path] = {}
+    for item in items:
+        target, sep, file = item.partition("=")
+        dataset, _, head = target.partition(":")
+        if not sep or not dataset or not file or (head and head not in HEADS):
+            raise ValueError(f"--config {item!r}: expected DATASET[:HEAD]=FILE, HEAD in {HEADS}")
+        path = REPO / file
+        if not path.is_file():
+            raise ValueError(f"--config {item!r}: no file {path}")
+        out[(dataset, head or None)] = path
+    return out
 
 
 def prodet(*args: str) -> str:
@@ -59,19 +70,24 @@ def prodet(*args: str) -> str:
 
 
 def run_one(
-    dataset: str, head: str, minutes: float, workdir: Path, extra: list[str] | None = None
+    dataset: str,
+    head: str,
+    minutes: float,
+    workdir: Path,
+    recipe: Path,
+    sets: list[str] | None = None,
 ) -> dict[str, object]:
-    """Convert, train within the budget, evaluate; return the table row.
+    """Convert, train the recipe within the budget, evaluate; return the table row.
 
-    ``extra`` flags come after the budget flags, so they override them (e.g. ``--preset ssd``).
+    ``sets`` (``KEY=VALUE``) override the recipe's keys, e.g. ``seed=1``.
     """
     data = workdir / f"{dataset}.pkl"
     prodet("convert", str(SHARED / dataset), "-o", str(data), "--quiet")
     run = workdir / f"{dataset}-{head}-{minutes:g}min"
-    flags = BUDGET_FLAGS + HEAD_FLAGS[head] + list(extra or [])
+    set_flags = [flag for pair in sets or [] for flag in ("--set", pair)]
     prodet(
-        "train", "--data", str(data), "--head", head, "--out", str(run),
-        "--max-minutes", str(minutes), "--epochs", "1000", "--quiet", *flags,
+        "train", "--config", str(recipe), "--data", str(data), "--head", head, "--out", str(run),
+        "--max-minutes", str(minutes), "--quiet", *set_flags,
     )  # fmt: skip
     printed = prodet(
         "evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(data), "--split", "test"
@@ -96,18 +112,18 @@ def run_one(
         "train_img_s": sum(rates) / max(len(rates), 1),
         # validation's timing, or the test evaluation's when the run had no validation
         "infer_ms": float(rows[-1].get("val_ms_per_image") or headline["ms_per_image"]),
-        "flags": " ".join(flags),
+        "settings": " ".join([recipe.relative_to(REPO).as_posix(), *(sets or [])]),
     }
 
 
 def table(rows: list[dict[str, object]]) -> str:
     lines = [
-        "| dataset | detector | budget | settings beyond the common ones | epochs (best) | VOC area mAP@0.5 | VOC07 11-pt | COCO mAP | train img/s | inference ms/img |",
+        "| dataset | detector | budget | recipe and settings | epochs (best) | VOC area mAP@0.5 | VOC07 11-pt | COCO mAP | train img/s | inference ms/img |",
         "|---|---|---|---|---|---:|---:|---:|---:|---:|",
     ]
-    common = " ".join(BUDGET_FLAGS)
     for r in rows:
-        extra = str(r.get("flags", common)).removeprefix(common).strip() or "-"
+        # rows of results files written before the recipes carry their `prodet train` flags
+        extra = str(r.get("settings") or r.get("flags") or "-")
         lines.append(
             f"| {r['dataset']} | {r['head']} + EfficientNet-Lite0 | {r['minutes']:g} min | "
             f"`{extra}` | {r['epochs']} ({r['best_epoch']}) | {r['voc_map_area']:.3f} | "
@@ -146,7 +162,7 @@ def copy_plots(rows: list[dict[str, object]], workdir: Path) -> list[tuple[str, 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", nargs="+", default=["groceries25_voc", "commodity_voc"])
-    p.add_argument("--heads", nargs="+", default=["ssd"], choices=sorted(HEAD_FLAGS))
+    p.add_argument("--heads", nargs="+", default=["ssd"], choices=HEADS)
     p.add_argument("--minutes", type=float, default=15.0)
     p.add_argument("--workdir", type=Path, default=REPO / "out" / "bench-train")
     p.add_argument("--write", type=Path, help="replace this script's section of BENCHMARKS.md")
@@ -165,30 +181,46 @@ def main() -> int:
         help="one more run at another budget, e.g. groceries25_voc:ssd:8",
     )
     p.add_argument(
-        "--flags",
+        "--config",
         action="append",
         default=[],
-        metavar="DATASET=FLAGS",
-        help="extra `prodet train` flags for one dataset, e.g. 'commodity_voc=--preset ssd'",
+        metavar="DATASET[:HEAD]=FILE",
+        help="the recipe of a dataset (and head), e.g. "
+        "'commodity_voc:ssd=configs/commodity-ssd-fpn.yaml' (default: configs/DATASET-HEAD.yaml)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config key for every run, over the recipe's, e.g. seed=1",
     )
     args = p.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    extra = {}
-    for item in args.flags:
-        name, sep, flags = item.partition("=")
-        if not sep:
-            p.error(f"--flags {item!r}: expected DATASET=FLAGS")
-        extra[name] = flags.split()
+    try:
+        recipes = recipes_from_args(args.config)
+    except ValueError as exc:
+        p.error(str(exc))
     plan = [(d, h, args.minutes) for d in args.datasets for h in args.heads]
     for item in args.extra_run:
         dataset, head, minutes = item.split(":")
         plan.append((dataset, head, float(minutes)))
+
+    def recipe_of(dataset: str, head: str) -> Path:
+        path = recipes.get((dataset, head)) or recipes.get((dataset, None))
+        path = path or default_recipe(dataset, head)
+        if not path.is_file():
+            p.error(f"no recipe for {dataset} {head}: {path} is missing; pass --config")
+        return path
+
+    for dataset, head, _ in plan:
+        recipe_of(dataset, head)  # every recipe is found before the first run starts
     rows = []
     if args.from_results:
         rows = [json.loads(line) for line in args.from_results.read_text().splitlines() if line]
         plan = []
     for dataset, head, minutes in plan:
-        row = run_one(dataset, head, minutes, args.workdir, extra.get(dataset))
+        row = run_one(dataset, head, minutes, args.workdir, recipe_of(dataset, head), args.set)
         rows.append(row)
         print(json.dumps(row), flush=True)
         if args.results:

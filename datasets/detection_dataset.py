@@ -12,12 +12,22 @@ Each item is ``(image, target)``:
   - ``"labels"``: int64 ``[N]``, indices into ``classes`` (0 is background, never used).
   - ``"difficult"``: bool ``[N]``, VOC's difficult flag.
   - ``"image_id"``: str, the record's id.
-  - ``"orig_size"``: ``(height, width)`` of the stored image.
+  - ``"orig_size"``: ``(height, width)`` of the stored image (the record's size).
   - ``"geometry"``: a ``datasets.geometry.ResizeGeometry``, how the stored image maps onto
     ``image`` (``image_xy = orig_xy * scale + pad``); pass it to
     ``datasets.geometry.boxes_to_original`` to map predictions back. Without a transform
     it is ``ResizeGeometry.identity``; ``None`` for random presets, whose samples have no
     fixed mapping back.
+
+Reduced decoding (``fast_jpeg``, on by default with a transform): a JPEG is decoded at the
+smallest DCT scale that keeps ``datasets.geometry.decode_floor(size, resize_mode,
+oversample=...)``: ``oversample`` times the input size (default ``TRAIN_OVERSAMPLE``, 2)
+on the side that matters for random presets, whose crops zoom in, and the input size
+itself for ``eval``, which is then the service's decode (``serve.preprocess``). The
+records' boxes are scaled onto the reduced pixels (``datasets.image_cache``) and the
+``eval`` geometry is composed with the reduction (``datasets.geometry.through_reduction``),
+so boxes mapped back are in original pixels whichever way the image was decoded.
+Caching (``cache``: ``ram``, ``disk`` or ``none``) is described in ``datasets.image_cache``.
 """
 
 from __future__ import annotations
@@ -32,11 +42,25 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from prodet.annotations.image_decode import AlphaMode, decode_image_file
+from prodet.annotations.image_decode import AlphaMode
 from prodet.annotations.pickle_store import load_dataset
 from prodet.annotations.schema import ImageRecord, VocDataset
 from prodet.datasets.augment import DetectionTransform
-from prodet.datasets.geometry import ResizeGeometry
+from prodet.datasets.geometry import (
+    TRAIN_OVERSAMPLE,
+    ResizeGeometry,
+    decode_floor,
+    through_reduction,
+)
+from prodet.datasets.image_cache import (
+    CacheMode,
+    DiskCache,
+    SourceImage,
+    check_cache_mode,
+    decode_source,
+    decoded_shape,
+    default_cache_dir,
+)
 
 Target = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -79,11 +103,22 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         ids: explicit image ids, e.g. one part of ``split_ids``.
         transform: from ``build_transform``; None yields the decoded image in ``0..1``.
         alpha: how images with transparency are flattened (see ``annotations.image_decode``).
-        cache_mb: memory budget of ``preload`` for decoded images (0: never cache).
+        cache: ``"ram"`` (``preload`` keeps the split in memory within ``cache_mb``),
+            ``"disk"`` (files under ``cache_dir``, reused across runs) or ``"none"``.
+        cache_mb: memory budget of the ``ram`` cache (0: never cache).
+        cache_dir: folder of the ``disk`` cache (default ``image_cache.default_cache_dir``).
+        fast_jpeg: decode JPEGs at reduced size (see the module docstring); ignored without
+            a transform, whose items are the images in full.
+        oversample: times the input size kept by random presets' reduced decodes.
+
+    Attributes:
+        min_sides: the decode floor of JPEGs (``None``: decoded in full).
+        disk_cache: the ``image_cache.DiskCache`` with ``cache="disk"``, else None.
 
     Raises:
         ValueError: the split does not exist (the message lists the ones that do), an id
-            is unknown, or a decoded image's size disagrees with its record.
+            is unknown, a bad cache setting, or a decoded image's size disagrees with its
+            record.
     """
 
     def __init__(
@@ -94,28 +129,51 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         ids: Sequence[str] | None = None,
         transform: DetectionTransform | None = None,
         alpha: AlphaMode = "composite",
+        cache: str = "ram",
         cache_mb: float = 0.0,
+        cache_dir: str | os.PathLike[str] | None = None,
+        fast_jpeg: bool = True,
+        oversample: float = TRAIN_OVERSAMPLE,
     ) -> None:
         if cache_mb < 0:
             raise ValueError(f"cache_mb must be >= 0 (0 disables the cache), got {cache_mb}")
+        self.cache: CacheMode = check_cache_mode(cache)
         self.voc = dataset if isinstance(dataset, VocDataset) else load_dataset(dataset)
         self.records = self._select(self.voc, split, ids)
         self.split = split if ids is None else None
         self.transform = transform
         self.alpha: AlphaMode = alpha
         self.cache_mb = cache_mb
-        self._cache: list[np.ndarray] | None = None
+        self.min_sides: tuple[int, int] | None = None
+        if transform is not None and fast_jpeg:
+            factor = oversample if transform.is_random else 1.0
+            self.min_sides = decode_floor(transform.size, transform.resize_mode, oversample=factor)
+        self._ram: list[SourceImage] | None = None
+        self.disk_cache: DiskCache | None = None
+        self._positions: list[int] = []
+        if self.cache == "disk":
+            self.disk_cache = DiskCache(
+                cache_dir or default_cache_dir(),
+                dataset_hash=self.voc.content_hash,
+                min_sides=self.min_sides,
+                alpha=alpha,
+            )
+            index = self.voc.record_index()
+            self._positions = [index[r.image_id] for r in self.records]
 
     def preload(self) -> bool:
-        """Decode every image into memory if they fit in ``cache_mb``; True if cached.
+        """With ``cache="ram"``, decode every image into memory if they fit; True if cached.
 
-        Decoded images take ``width * height * 3`` bytes each; a split larger than the
-        budget is left to decode per item (logged). Call it before building a loader, so
-        forked workers inherit the cache instead of each decoding again.
+        Images take ``w * h * 3`` bytes each at their (reduced) decoded size; a split
+        larger than ``cache_mb`` is left to decode per item (logged). Call it before
+        building a loader, so forked workers inherit the cache instead of each decoding
+        again. The ``disk`` cache needs no preload: the first epoch fills it.
         """
-        if self._cache is not None:
+        if self._ram is not None:
             return True
-        needed = sum(r.width * r.height * 3 for r in self.records) / 2**20
+        if self.cache != "ram":
+            return False
+        needed = sum(np.prod(decoded_shape(r, self.min_sides)) for r in self.records) / 2**20
         if needed == 0 or needed > self.cache_mb:
             if self.cache_mb:
                 log.info(
@@ -125,10 +183,7 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
                     self.cache_mb,
                 )
             return False
-        cache = [self._decode(i) for i in range(len(self.records))]
-        for image in cache:
-            image.setflags(write=False)  # a transform writing in place would corrupt it
-        self._cache = cache
+        self._ram = [self._decode(i) for i in range(len(self.records))]
         log.info("cached %d decoded images (%.0f MB)", len(self.records), needed)
         return True
 
@@ -171,57 +226,67 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         """Absolute path of item ``index``'s image."""
         return Path(self.voc.root) / self.records[index].image_path
 
-    def _decode(self, index: int) -> np.ndarray:
-        record = self.records[index]
-        image = decode_image_file(self.image_path(index), alpha=self.alpha)
-        height, width = image.shape[:2]
-        if (width, height) != (record.width, record.height):
-            raise ValueError(
-                f"{record.image_id}: image is {width}x{height} but the dataset says "
-                f"{record.width}x{record.height}; re-run `prodet convert`"
-            )
+    def _decode(self, index: int) -> SourceImage:
+        return decode_source(
+            self.image_path(index), self.records[index], alpha=self.alpha, min_sides=self.min_sides
+        )
+
+    def source(self, index: int) -> SourceImage:
+        """Item ``index``'s decoded (maybe reduced) image, from a cache when there is one."""
+        if self._ram is not None:
+            return self._ram[index]
+        if self.disk_cache is None:
+            return self._decode(index)
+        record, path = self.records[index], self.image_path(index)
+        cached = self.disk_cache.load(self._positions[index], record, path)
+        if cached is not None:
+            return cached
+        image = self._decode(index)
+        self.disk_cache.store(self._positions[index], record, path, image)
         return image
 
-    def _image(self, index: int) -> np.ndarray:
-        """The decoded image of item ``index`` (uint8 ``[H, W, 3]``, read-only if cached)."""
-        return self._cache[index] if self._cache is not None else self._decode(index)
+    def _sample(
+        self, index: int, image: SourceImage | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(pixels, boxes on them, labels, difficult)`` of item ``index``."""
+        record = self.records[index]
+        image = self.source(index) if image is None else image
+        boxes = record.boxes
+        if image.scale != (1.0, 1.0):
+            boxes = boxes * np.asarray(image.scale * 2, dtype=np.float32)
+        return image.pixels, boxes, record.labels, record.difficult
 
     def _partners(self, index: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         if self.transform is None or not self.transform.mosaic_partners:
             return []
         picked = self.transform.pick_partners(len(self.records), index)
-        return [
-            (
-                self._image(i),
-                self.records[i].boxes,
-                self.records[i].labels,
-                self.records[i].difficult,
-            )
-            for i in picked
-        ]
+        return [self._sample(i) for i in picked]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
         """Decode, transform and package one sample (see the module docstring)."""
         record = self.records[index]
-        image = self._image(index)
-        height, width = image.shape[:2]
-        target: Target = {"image_id": record.image_id, "orig_size": (height, width)}
+        size = (record.width, record.height)
+        target: Target = {"image_id": record.image_id, "orig_size": (record.height, record.width)}
         if self.transform is None:
-            tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+            pixels = self.source(index).pixels
+            tensor = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
             target.update(
                 boxes=torch.from_numpy(record.boxes.copy()),
                 labels=torch.from_numpy(record.labels.copy()),
                 difficult=torch.from_numpy(record.difficult.astype(bool)),
-                geometry=ResizeGeometry.identity(width, height),
+                geometry=ResizeGeometry.identity(*size),
             )
             return tensor.float().div_(255.0), target
-        sample = self.transform(
-            image, record.boxes, record.labels, record.difficult, self._partners(index)
-        )
+        image = self.source(index)
+        sample = self.transform(*self._sample(index, image), self._partners(index))
+        height, width = image.pixels.shape[:2]
+        geometry = self.transform.geometry(width, height)
+        if geometry is not None and image.scale != (1.0, 1.0):
+            geometry = through_reduction(geometry, size, image.scale)
         target.update(
             boxes=torch.from_numpy(sample.boxes),
             labels=torch.from_numpy(sample.labels),
             difficult=torch.from_numpy(sample.difficult),
-            geometry=self.transform.geometry(width, height),
+            geometry=geometry,
         )
         return sample.image, target

@@ -24,10 +24,25 @@ Box mapping: boxes are ``x1, y1, x2, y2`` in 0-based continuous pixels (see
 ``annotations.schema``). An original coordinate lands on the model input at
 ``input = original * scale + pad`` per axis, with ``scale = (new_w / W, new_h / H)`` (the
 rounded resized size) and ``pad = (left, top)``. ``boxes_to_original`` inverts it.
+
+Reduced decoding: a big JPEG need not be decoded in full to become an ``S x S`` input.
+``decode_floor(S, mode)`` is the rule for the least it needs, as ``(shorter, longer)``
+sides for ``annotations.image_decode.decode_image(min_sides=...)``: ``stretch`` scales
+each side to ``S``, so both sides need ``S`` (the shorter side ``>= S``); ``letterbox``
+scales the longer side to ``S``, so only that one does (``>= S``; the shorter side ends
+at ``S * shorter / longer`` either way). Anything less would be enlarged again by the
+resize. ``oversample`` asks for that many times more, for training, whose random crops
+zoom into part of the image (``TRAIN_OVERSAMPLE``). The pixels are then a reduced version
+of the original: the service resizes the original's ``region`` of them to the geometry of
+the original size (``resize_to_input(..., region=...)``), so boxes map back through the
+original's geometry unchanged; training resizes the reduced image itself and composes
+its geometry with the reduction (``through_reduction``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -37,6 +52,9 @@ from PIL import Image
 
 ResizeMode = Literal["stretch", "letterbox"]
 RESIZE_MODES: tuple[str, ...] = ("stretch", "letterbox")
+# Training decodes at least this many times the input size on the side that matters, so
+# a random crop of half the image still has one source pixel per input pixel.
+TRAIN_OVERSAMPLE = 2.0
 
 
 @dataclass(frozen=True)
@@ -106,15 +124,63 @@ def resize_geometry(width: int, height: int, size: int, mode: str) -> ResizeGeom
     )
 
 
+def decode_floor(size: int, mode: str, *, oversample: float = 1.0) -> tuple[int, int]:
+    """The fewest pixels a decoded image needs for a ``size x size`` input in ``mode``.
+
+    Args:
+        size: side of the square model input.
+        mode: ``"stretch"`` (both sides matter) or ``"letterbox"`` (the longer side).
+        oversample: how many times the input size to keep (``>= 1``; training uses
+            ``TRAIN_OVERSAMPLE``).
+
+    Returns:
+        ``(shorter, longer)``: pixels needed at least on the image's shorter and longer
+        side, the ``min_sides`` of ``annotations.image_decode.decode_image``.
+    """
+    check_resize_mode(mode)
+    if size < 1:
+        raise ValueError(f"size must be a positive number of pixels, got {size}")
+    if not oversample >= 1.0:
+        raise ValueError(f"oversample must be >= 1 (1: just the input size), got {oversample}")
+    needed = math.ceil(size * oversample)
+    return (needed, needed) if mode == "stretch" else (0, needed)
+
+
+def through_reduction(
+    geometry: ResizeGeometry, original: tuple[int, int], scale: tuple[float, float]
+) -> ResizeGeometry:
+    """The geometry of a reduced image's resize, seen from the original image.
+
+    Args:
+        geometry: from ``resize_geometry`` on the reduced image's size.
+        original: ``(width, height)`` of the original image.
+        scale: ``(sx, sy)``, reduced pixels per original pixel (the reduced image's
+            origin is the original's, as in training's stored layout).
+
+    Returns:
+        A geometry with ``input = original_xy * scale + pad``, for ``boxes_to_original``.
+    """
+    sx, sy = geometry.scale
+    return dataclasses.replace(geometry, original=original, scale=(sx * scale[0], sy * scale[1]))
+
+
 def resize_to_input(
-    pixels: np.ndarray, geometry: ResizeGeometry, fill: Sequence[float] = (0.0, 0.0, 0.0)
+    pixels: np.ndarray,
+    geometry: ResizeGeometry,
+    fill: Sequence[float] = (0.0, 0.0, 0.0),
+    *,
+    region: tuple[float, float, float, float] | None = None,
 ) -> np.ndarray:
     """Resize (and for letterbox pad) an RGB image as ``geometry`` says.
 
     Args:
-        pixels: ``uint8`` ``[H, W, 3]`` RGB, ``(W, H) == geometry.original``.
+        pixels: ``uint8`` ``[H, W, 3]`` RGB, ``(W, H) == geometry.original`` unless
+            ``region`` is given.
         geometry: from ``resize_geometry``.
         fill: pad colour per channel in ``0..255`` pixel units (rounded to whole values).
+        region: for a reduced decode (``annotations.decoded_image.DecodedImage.region``):
+            ``x0, y0, x1, y1``, where the original of size ``geometry.original`` lies in
+            ``pixels``; that region is what gets resized.
 
     Returns:
         ``uint8`` ``[S_h, S_w, 3]`` with ``(S_w, S_h) == geometry.input_size``.
@@ -124,25 +190,34 @@ def resize_to_input(
             f"pixels must be uint8 [H, W, 3] RGB, got {pixels.dtype} {list(pixels.shape)}"
         )
     height, width = pixels.shape[:2]
-    if (width, height) != geometry.original:
+    whole = (0.0, 0.0, float(width), float(height))
+    if region is None and (width, height) != geometry.original:
         raise ValueError(
             f"the image is {width}x{height} but the geometry was computed for "
             f"{geometry.original[0]}x{geometry.original[1]}"
         )
+    if region is not None and not _inside(region, width, height):
+        raise ValueError(f"region {region} is not inside the {width}x{height} image")
     if len(fill) != 3:
         raise ValueError(f"fill needs one value per RGB channel, got {len(fill)}")
+    box = whole if region is None else region
     new_w, new_h = geometry.resized
     image = Image.fromarray(pixels)
-    if (new_w, new_h) != (width, height):
-        shrinking = new_w < width and new_h < height
+    if (new_w, new_h) != (width, height) or box != whole:
+        shrinking = new_w < box[2] - box[0] and new_h < box[3] - box[1]
         resample = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
-        image = image.resize((new_w, new_h), resample=resample)
+        image = image.resize((new_w, new_h), resample=resample, box=box)
     if (new_w, new_h) != geometry.input_size:
         colour = (round(fill[0]), round(fill[1]), round(fill[2]))
         canvas = Image.new("RGB", geometry.input_size, colour)
         canvas.paste(image, geometry.pad)
         image = canvas
     return np.array(image, dtype=np.uint8)
+
+
+def _inside(region: tuple[float, float, float, float], width: int, height: int) -> bool:
+    x0, y0, x1, y1 = region
+    return 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
 
 
 def boxes_to_original(boxes: np.ndarray, geometry: ResizeGeometry) -> np.ndarray:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prodet.detection.config import TrainConfig
 
 # (model.onnx, dataset.pkl, split, out folder, *, batch_size) -> the evaluation summary.
 OnnxEvaluator = Callable[..., dict[str, Any]]
@@ -39,6 +43,12 @@ _FLAG_KEYS: dict[str, tuple[str, type, str]] = {
     "--patience": ("patience", int, "stop after N epochs without val mAP improvement"),
     "--preset": ("preset", str, "augmentation preset: ssd, scale, light or eval"),
     "--mosaic": ("mosaic", float, "probability of a 2x2 mosaic of training images (0 to 1)"),
+    "--cache": (
+        "cache",
+        str,
+        "decoded-image cache: ram (default, within cache_mb), disk (cache_dir, reused "
+        "across runs) or none",
+    ),
     "--proposals-file": (
         "fast_rcnn.proposals_file",
         str,
@@ -52,7 +62,7 @@ def _train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="prodet train",
         description="Train a detector on a converted dataset. Precedence: defaults < "
-        "--config YAML < flags and --set KEY=VALUE.",
+        "--recipe auto's choices < --config YAML < flags and --set KEY=VALUE.",
     )
     p.add_argument(
         "--config", type=Path, help="YAML file of config keys (see config.yaml of a run)"
@@ -70,9 +80,59 @@ def _train_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="any config key, e.g. ssd.min_scale=0.1",
     )
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument(
+        "--recipe",
+        choices=("auto", "none"),
+        default="auto",
+        help="auto (default): choose size, augmentation, feature pyramid, EMA, frozen stages, "
+        "lr, epochs and validation from the dataset's statistics and the budget, print each "
+        "choice with its reason, save them (config.yaml, recipe.yaml); any key you set "
+        "wins. none: the plain defaults",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from last.pt, with its saved config.yaml",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+def _say(text: str) -> None:
+    """Print on the main process only (torchrun starts one ``prodet train`` per rank)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(text, flush=True)
+
+
+def _resolve_config(
+    args: argparse.Namespace, overrides: dict[str, Any], user: TrainConfig
+) -> tuple[TrainConfig, dict[str, str]]:
+    """The run's config and the extra files of its folder.
+
+    ``user`` is the user's config (defaults, ``--config``, flags). ``--resume`` puts the
+    saved ``config.yaml`` under the user's keys instead of choosing again; ``--recipe
+    auto`` puts its choices there.
+    """
+    from prodet.detection.config import explicit_keys, load_config, yaml_keys
+
+    if args.resume:
+        saved = Path(user.out) / "config.yaml"
+        if not saved.is_file():
+            return user, {}  # fit says there is nothing to resume
+        _say(f"--resume: the saved {saved}, under your flags (nothing is chosen again)")
+        return load_config(args.config, overrides, base=yaml_keys(saved)), {}
+    if args.recipe == "none":
+        return user, {}
+    from prodet.annotations.pickle_store import load_dataset
+    from prodet.detection.recipe import build_recipe
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    recipe = build_recipe(
+        load_dataset(user.data), user, explicit_keys(args.config, overrides), cpus=cpus or 1
+    )
+    _say(recipe.table())
+    config = load_config(args.config, overrides, base=recipe.overrides())
+    return config, {"recipe.yaml": recipe.to_yaml()}
 
 
 def train_main(argv: list[str]) -> int:
@@ -91,12 +151,18 @@ def train_main(argv: list[str]) -> int:
         overrides["pca_color"] = True
     try:
         overrides.update(parse_overrides(args.set))
-        config = load_config(args.config, overrides)
-        if not config.data:
+        user = load_config(args.config, overrides)
+        if not user.data:
             raise ValueError("--data is required: the dataset .pkl written by `prodet convert`")
+        config, run_files = _resolve_config(args, overrides, user)
         from prodet.detection.trainer import fit
 
-        result = fit(config, resume=args.resume, progress=not args.quiet and sys.stderr.isatty())
+        result = fit(
+            config,
+            resume=args.resume,
+            progress=not args.quiet and sys.stderr.isatty(),
+            run_files=run_files,
+        )
     except (ValueError, FileNotFoundError) as exc:
         print(f"prodet train: {exc}", file=sys.stderr)
         return 2

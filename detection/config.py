@@ -8,6 +8,7 @@ reproducible from that file alone (``prodet train --config runs/NAME/config.yaml
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ HEADS = ("ssd", "fast_rcnn")
 OPTIMIZERS = ("sgd", "adamw")
 NO_VALIDATION = "none"  # val_split value: train on the whole train split, validate nothing
 SCHEDULES = ("cosine", "step", "exponential", "constant")
+CACHE_MODES = ("ram", "disk", "none")
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,14 @@ class TrainConfig:
     resize_mode: str = "stretch"
     pca_color: bool = False
     mosaic: float = 0.0  # probability of a 2x2 mosaic of training images
+    # decoded images (JPEGs at reduced size, see datasets.image_cache): "ram" keeps a split
+    # within cache_mb in memory, "disk" keeps files in cache_dir across runs, "none"
+    cache: str = "ram"
     cache_mb: float = 1024.0  # decoded images of a split this small stay in memory
+    cache_dir: str = ""  # the disk cache's folder; "" is ~/.cache/prodet/images
+    fast_jpeg: bool = True  # decode JPEGs at the smallest DCT scale the input size allows
+    # random presets decode at least this many times the input size (crops keep detail)
+    decode_oversample: float = 2.0
     # optimisation
     epochs: int = 40
     batch_size: int = 8
@@ -116,6 +125,7 @@ class TrainConfig:
             "optimizer": (self.optimizer, OPTIMIZERS),
             "schedule": (self.schedule, SCHEDULES),
             "resize_mode": (self.resize_mode, ("stretch", "letterbox")),
+            "cache": (self.cache, CACHE_MODES),
             "fast_rcnn.roi_op": (self.fast_rcnn.roi_op, ("pool", "align")),
         }
         for name, (value, allowed) in checks.items():
@@ -136,6 +146,11 @@ class TrainConfig:
             )
         if self.cache_mb < 0:
             raise ValueError(f"config cache_mb={self.cache_mb}: must be >= 0 (0: no cache)")
+        if not self.decode_oversample >= 1.0:
+            raise ValueError(
+                f"config decode_oversample={self.decode_oversample}: must be >= 1 "
+                "(1: decode just the input size)"
+            )
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"config val_fraction={self.val_fraction}: must be in (0, 1)")
         if self.fast_rcnn.proposals_file and self.head != "fast_rcnn":
@@ -181,11 +196,30 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ValueError(
-            f"unknown config key(s) {', '.join(prefix + u for u in unknown)}; "
-            f"known: {', '.join(sorted(names))}"
-        )
+        raise ValueError("; ".join(unknown_key_message(prefix + u) for u in unknown))
     return cls(**{k: _coerce(v, hints[k], prefix + k) for k, v in values.items()})
+
+
+def config_keys(cls: type = TrainConfig, prefix: str = "") -> dict[str, Any]:
+    """Every settable key of ``cls`` (nested ones dotted, ``ssd.fpn_channels``) -> its type."""
+    keys: dict[str, Any] = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            keys.update(config_keys(hint, f"{prefix}{name}."))
+        else:
+            keys[prefix + name] = hint
+    return keys
+
+
+def unknown_key_message(key: str) -> str:
+    """``unknown config key 'ssd.fpn_chanels' (did you mean 'ssd.fpn_channels'?)``."""
+    keys = config_keys()
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    if close:
+        return f"unknown config key {key!r} (did you mean {close[0]!r}?)"
+    parent = key.rpartition(".")[0]
+    siblings = [k for k in keys if k.rpartition(".")[0] == parent] or list(keys)
+    return f"unknown config key {key!r}; known: {', '.join(sorted(siblings))}"
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -199,20 +233,55 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 def load_config(
     yaml_path: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
+    *,
+    base: dict[str, Any] | None = None,
 ) -> TrainConfig:
-    """Merge defaults, an optional YAML file and dotted-key overrides into a frozen config."""
+    """Merge defaults, ``base``, an optional YAML file and dotted-key overrides, in that
+    order of precedence, into a frozen config.
+
+    ``base`` holds dotted keys under the user's own (``prodet train --recipe auto``'s
+    choices, or a resumed run's saved config).
+    """
     tree: dict[str, Any] = {}
-    if yaml_path is not None:
-        try:
-            loaded = yaml.safe_load(Path(yaml_path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"--config {yaml_path}: cannot read ({exc})") from None
-        if not isinstance(loaded, dict):
-            raise ValueError(f"--config {yaml_path}: expected a mapping at the top level")
-        tree = loaded
+    for key, value in (base or {}).items():
+        _set_dotted(tree, key, value)
+    for key, value in yaml_keys(yaml_path).items():
+        _set_dotted(tree, key, value)
     for key, value in (overrides or {}).items():
         _set_dotted(tree, key, value)
     return _build(TrainConfig, tree)
+
+
+def yaml_keys(yaml_path: str | Path | None) -> dict[str, Any]:
+    """The dotted keys and values of a config YAML file (``{}`` for None).
+
+    Raises:
+        ValueError: the file cannot be read or parsed, or is not a mapping.
+    """
+    if yaml_path is None:
+        return {}
+    try:
+        loaded = yaml.safe_load(Path(yaml_path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"--config {yaml_path}: cannot read ({exc})") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"--config {yaml_path}: expected a mapping at the top level")
+    return _leaves(loaded, "")
+
+
+def _leaves(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):  # a section (ssd:, fast_rcnn:); an empty one sets nothing
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[prefix + str(key)] = value
+    return out
+
+
+def explicit_keys(yaml_path: str | Path | None, overrides: dict[str, Any] | None) -> frozenset[str]:
+    """The dotted keys the user set: the ``--config`` file's and the flags' / ``--set``'s."""
+    return frozenset(yaml_keys(yaml_path)) | frozenset(overrides or {})
 
 
 def config_to_yaml(config: TrainConfig) -> str:

@@ -20,6 +20,7 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,12 @@ from prodet.detection.run_log import TensorBoardLog, plot_curves, write_metrics_
 from prodet.detection.schedule import LrPlan, build_scheduler
 
 logger = logging.getLogger(__name__)
+
+# Called on the main rank after each epoch with that epoch's metrics row (``epoch``,
+# ``train_loss``, ``val_map_area`` when validated, ``elapsed_s``, ...); a returned string
+# stops the run after the epoch's checkpoint and becomes ``stopped_because``. ``prodet
+# tune`` injects one that reports to its Optuna trial and returns "pruned".
+EpochCallback = Callable[[dict[str, Any]], str | None]
 
 
 @dataclass(frozen=True)
@@ -127,12 +134,17 @@ class _Run:
         )
         train_tf = transform(config.preset, pca_color=config.pca_color, mosaic=config.mosaic)
         eval_tf = transform("eval")
-        self.train_set = DetectionDataset(
-            self.voc, ids=train_ids, transform=train_tf, cache_mb=config.cache_mb
+        images = functools.partial(
+            DetectionDataset,
+            self.voc,
+            cache=config.cache,
+            cache_mb=config.cache_mb,
+            cache_dir=config.cache_dir or None,
+            fast_jpeg=config.fast_jpeg,
+            oversample=config.decode_oversample,
         )
-        self.val_set = DetectionDataset(
-            self.voc, ids=val_ids, transform=eval_tf, cache_mb=config.cache_mb
-        )
+        self.train_set = images(ids=train_ids, transform=train_tf)
+        self.val_set = images(ids=val_ids, transform=eval_tf)
         self.train_set.preload()
         self.val_set.preload()
         self.model = model
@@ -215,11 +227,21 @@ class _Run:
         return self.ema.module if self.ema is not None else self.model
 
 
-def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
+def fit(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch: EpochCallback | None = None,
+    run_files: Mapping[str, str] | None = None,
+) -> TrainResult:
     """Train ``config.head`` on ``config.data``, writing everything into ``config.out``.
 
     Files: ``config.yaml``, ``last.pt`` (every epoch), ``best.pt`` (best val VOC area
     mAP@0.5; the last epoch when ``val_split="none"``), ``metrics.csv``, ``curves.png``, ``tensorboard/``.
+    ``on_epoch`` (see ``EpochCallback``) sees every epoch's row and may stop the run.
+    ``run_files`` are more text files (name -> content) written beside ``config.yaml``
+    when the run starts (``prodet train --recipe auto`` writes ``recipe.yaml``).
     """
     run = _Run(config, progress=progress)
     out = run.out
@@ -236,6 +258,8 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
     tb = TensorBoardLog(out / "tensorboard") if main else None
     if main:
         atomic_write_bytes(out / "config.yaml", config_to_yaml(config).encode())
+        for name, text in (run_files or {}).items():
+            atomic_write_bytes(out / name, text.encode())
     budget_s = config.max_minutes * 60.0 if config.max_minutes else None
     stopped = "epochs"
     try:
@@ -289,8 +313,9 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
                 run.plan.total_epochs = max(epoch, min(config.epochs, epoch + left))
                 logger.info("time budget: planning %d epochs", run.plan.total_epochs)
             # Rank 0's view (its validation, its clock) decides for every rank.
-            row, run.train_seconds, run.plan.total_epochs = run.dist.share(
-                (row, run.train_seconds, run.plan.total_epochs)
+            verdict = on_epoch(dict(row)) if main and on_epoch is not None else None
+            row, run.train_seconds, run.plan.total_epochs, verdict = run.dist.share(
+                (row, run.train_seconds, run.plan.total_epochs, verdict)
             )
             run.epoch = epoch
             run.history.append(row)
@@ -313,6 +338,9 @@ def fit(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
                     f"{row['val_map_area']:.4f}" if "val_map_area" in row else "-",
                     row["images_per_s"],
                 )
+            if verdict:
+                stopped = verdict
+                break
             if budget_s and run.train_seconds >= budget_s:
                 stopped = "time budget"
                 break

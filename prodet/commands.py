@@ -34,6 +34,12 @@ def _train(argv: list[str]) -> int:
     return train_main(argv)
 
 
+def _tune(argv: list[str]) -> int:
+    from prodet.detection.tune_cli import tune_main
+
+    return tune_main(argv)
+
+
 def _evaluate_onnx(*args: Any, **kwargs: Any) -> dict[str, Any]:
     from prodet.export.onnx_evaluate import evaluate_onnx
 
@@ -75,6 +81,7 @@ SUBCOMMANDS: dict[str, tuple[Handler, str]] = {
     "convert": (_convert, "convert a Pascal VOC folder into a pickled dataset"),
     "synth": (_synth, "draw the synthetic product-shelf VOC dataset"),
     "train": (_train, "train an SSD or Fast R-CNN detector"),
+    "tune": (_tune, "search training hyperparameters with Optuna"),
     "evaluate": (_evaluate, "VOC and COCO metrics of a checkpoint or ONNX model on a split"),
     "export": (_export, "export a checkpoint to a parity-checked ONNX model"),
     "serve": (_serve, "serve an ONNX model over HTTP with micro-batching"),

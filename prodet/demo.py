@@ -22,24 +22,16 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from prodet.configs import recipe_path
 from prodet.live_server import ServerStartError, live_server
 from prodet.serve.draw import annotate
 from prodet.serve.postprocess import Detection
 
 logger = logging.getLogger(__name__)
 
-TRAIN_FLAGS = (
-    "--size",
-    "320",
-    "--batch-size",
-    "8",
-    "--lr",
-    "0.01",
-    "--freeze",
-    "2",
-    "--workers",
-    "1",
-)
+# The training recipe (configs/demo-ssd.yaml, package data of prodet.configs): the demo
+# adds the data, the run folder, the seed and the time budget.
+TRAIN_RECIPE = "demo-ssd"
 
 
 @dataclass
@@ -133,9 +125,8 @@ def run_demo(plan: DemoPlan) -> dict[str, Any]:
         )
     else:
         _prodet(
-            "train", "train", "--data", str(data), "--head", "ssd", "--out", str(run),
-            "--max-minutes", str(plan.train_minutes), "--epochs", "60", "--seed", str(plan.seed),
-            *TRAIN_FLAGS,
+            "train", "train", "--config", str(recipe_path(TRAIN_RECIPE)), "--data", str(data),
+            "--out", str(run), "--max-minutes", str(plan.train_minutes), "--seed", str(plan.seed),
         )  # fmt: skip
     step(4, "prodet evaluate on the held-out test split")
     _prodet(

@@ -106,6 +106,13 @@ def _predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("--classes", nargs="+", help="keep only these class names")
     parser.add_argument("--batch-size", type=int, default=8, help="images per inference batch")
     parser.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image (w*h)")
+    parser.add_argument(
+        "--fast-jpeg",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="decode JPEGs at the smallest DCT scale the model input allows, as `prodet "
+        "serve` does (default); annotated PNGs of JPEGs are then drawn at that size",
+    )
     return parser
 
 
@@ -142,7 +149,12 @@ def predict_main(argv: list[str]) -> int:
     failures = 0
     try:
         for path, outcome in predict_files(
-            runner, args.images, keep, batch_size=args.batch_size, max_pixels=args.max_pixels
+            runner,
+            args.images,
+            keep,
+            batch_size=args.batch_size,
+            max_pixels=args.max_pixels,
+            fast_jpeg=args.fast_jpeg,
         ):
             if isinstance(outcome, Exception):
                 failures += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -9,11 +10,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from prodet.annotations.image_decode import DecodedImage, ImageDecodeError, decode_image
+from prodet.annotations.decoded_image import DecodedImage
+from prodet.annotations.image_decode import ImageDecodeError
 from prodet.serve.draw import annotate
 from prodet.serve.model_runner import ModelRunner
-from prodet.serve.postprocess import DetectionFilter, select_detections
-from prodet.serve.preprocess import PreparedImage, to_model_input
+from prodet.serve.postprocess import Detection, DetectionFilter, select_detections
+from prodet.serve.preprocess import PreparedImage, decode_for_model, to_model_input
 
 PredictOutcome = tuple[dict[str, Any], Image.Image] | Exception
 
@@ -25,6 +27,7 @@ def predict_files(
     *,
     batch_size: int,
     max_pixels: int,
+    fast_jpeg: bool = True,
 ) -> Iterator[tuple[Path, PredictOutcome]]:
     """Detect objects in each file, ``batch_size`` images per ``session.run``.
 
@@ -34,10 +37,13 @@ def predict_files(
         keep: ``DetectionFilter.build`` keyword arguments.
         batch_size: images per inference batch.
         max_pixels: the largest ``width * height`` accepted.
+        fast_jpeg: decode JPEGs at reduced size as the service does
+            (``serve.preprocess``); the annotated image is then drawn at that size.
 
     Yields:
         ``(path, (record, annotated))`` in input order, where ``record`` has the shape of
-        the HTTP API's ``DetectResponse`` (without timings) plus ``image``; or
+        the HTTP API's ``DetectResponse`` (without timings) plus ``image`` (boxes in the
+        original's pixels); ``annotated`` is the decoded image with the boxes drawn; or
         ``(path, error)`` for a file that cannot be read or decoded.
 
     Raises:
@@ -50,13 +56,13 @@ def predict_files(
         failed: dict[Path, Exception] = {}
         for path in chunk:
             try:
-                decoded = decode_image(
-                    path.read_bytes(), exif_orientation=True, max_pixels=max_pixels
+                decoded = decode_for_model(
+                    path.read_bytes(), runner.metadata, max_pixels=max_pixels, fast_jpeg=fast_jpeg
                 )
             except (OSError, ImageDecodeError) as exc:
                 failed[path] = exc
                 continue
-            tensor, geometry = to_model_input(decoded.pixels, runner.metadata)
+            tensor, geometry = to_model_input(decoded, runner.metadata)
             prepared = PreparedImage(
                 tensor, geometry, decoded.width, decoded.height, decoded.format, 0.0
             )
@@ -81,4 +87,15 @@ def predict_files(
                 "format": prepared.format,
                 "detections": [d.as_dict() for d in detections],
             }
-            yield path, (record, annotate(decoded.pixels, detections))
+            yield path, (record, annotate(decoded.pixels, _on_pixels(decoded, detections)))
+
+
+def _on_pixels(decoded: DecodedImage, detections: list[Detection]) -> list[Detection]:
+    """The detections with their boxes moved onto ``decoded.pixels`` (for drawing)."""
+    if not decoded.reduced or not detections:
+        return detections
+    boxes = decoded.boxes_to_pixels(np.asarray([d.box for d in detections], np.float64))
+    return [
+        dataclasses.replace(d, box=(float(x1), float(y1), float(x2), float(y2)))
+        for d, (x1, y1, x2, y2) in zip(detections, boxes, strict=True)
+    ]

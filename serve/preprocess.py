@@ -4,6 +4,12 @@ Decoding is ``annotations.image_decode`` (with the EXIF orientation applied), th
 and the box geometry are ``datasets.geometry``: the same code training's ``eval`` preset
 runs, so the model sees the pixels it was evaluated on. ``postprocess`` maps boxes back
 with ``datasets.geometry.boxes_to_original``.
+
+Fast JPEG decoding (``fast_jpeg=True``, the service's default): a JPEG is decoded at the
+smallest DCT scale (1/2, 1/4, 1/8) that still gives the model input's size on the side
+that matters (``datasets.geometry.decode_floor``); the original's region of those pixels
+is resized to the geometry of the original size, so the geometry, and with it the boxes,
+stay in the original image's pixels. Other formats decode in full either way.
 """
 
 from __future__ import annotations
@@ -13,28 +19,40 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from prodet.annotations.decoded_image import DecodedImage
 from prodet.annotations.image_decode import decode_image
-from prodet.datasets.geometry import ResizeGeometry, resize_geometry, resize_to_input
+from prodet.datasets.geometry import (
+    ResizeGeometry,
+    decode_floor,
+    resize_geometry,
+    resize_to_input,
+)
 from prodet.export.onnx_contract import ModelMetadata
 
 
 def to_model_input(
-    pixels: np.ndarray, metadata: ModelMetadata
+    image: np.ndarray | DecodedImage, metadata: ModelMetadata
 ) -> tuple[np.ndarray, ResizeGeometry]:
     """Resize, pad and normalise an RGB image for the model.
 
     Args:
-        pixels: ``uint8`` ``[H, W, 3]`` RGB.
+        image: ``uint8`` ``[H, W, 3]`` RGB, or a ``DecodedImage`` (possibly reduced: its
+            original's region is resized, and the geometry is the original size's).
         metadata: the model's contract metadata (input size, resize mode, mean, std).
 
     Returns:
-        float32 ``[3, S, S]`` equal to ``(pixel / 255 - mean) / std``, and the geometry.
+        float32 ``[3, S, S]`` equal to ``(pixel / 255 - mean) / std``, and the geometry
+        (from the original image's size).
     """
+    decoded = image if isinstance(image, DecodedImage) else None
+    pixels = image.pixels if isinstance(image, DecodedImage) else image
     if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
         raise ValueError(f"pixels must be uint8 [H, W, 3], got {pixels.dtype} {pixels.shape}")
-    height, width = pixels.shape[:2]
+    width, height = (pixels.shape[1], pixels.shape[0]) if decoded is None else decoded.size
     geometry = resize_geometry(width, height, metadata.input_size, metadata.resize_mode)
-    resized = resize_to_input(pixels, geometry, fill=[255 * m for m in metadata.mean])
+    region = decoded.region if decoded is not None and decoded.reduced else None
+    fill = [255 * m for m in metadata.mean]
+    resized = resize_to_input(pixels, geometry, fill=fill, region=region)
     mean = np.asarray(metadata.mean, dtype=np.float32)
     std = np.asarray(metadata.std, dtype=np.float32)
     normalised = (resized.astype(np.float32) * np.float32(1 / 255) - mean) / std
@@ -61,14 +79,35 @@ class PreparedImage:
     decode_ms: float
 
 
-def prepare_image(data: bytes, metadata: ModelMetadata, *, max_pixels: int) -> PreparedImage:
+def decode_for_model(
+    data: bytes, metadata: ModelMetadata, *, max_pixels: int, fast_jpeg: bool = True
+) -> DecodedImage:
+    """Decode untrusted bytes upright, a JPEG at reduced size when ``fast_jpeg``.
+
+    Raises:
+        annotations.image_decode.ImageDecodeError: the bytes are not a usable image.
+    """
+    floor = decode_floor(metadata.input_size, metadata.resize_mode) if fast_jpeg else None
+    return decode_image(data, exif_orientation=True, max_pixels=max_pixels, min_sides=floor)
+
+
+def prepare_image(
+    data: bytes, metadata: ModelMetadata, *, max_pixels: int, fast_jpeg: bool = True
+) -> PreparedImage:
     """Decode untrusted bytes (see ``annotations.image_decode``) and build the model input.
+
+    Args:
+        data: the encoded image.
+        metadata: the model's contract metadata.
+        max_pixels: the largest ``width * height`` accepted (of the full image).
+        fast_jpeg: decode a JPEG at the smallest DCT scale the input size allows (see
+            the module docstring); False decodes it in full.
 
     Raises:
         annotations.image_decode.ImageDecodeError: the bytes are not a usable image.
     """
     start = time.perf_counter()
-    decoded = decode_image(data, exif_orientation=True, max_pixels=max_pixels)
-    tensor, geometry = to_model_input(decoded.pixels, metadata)
+    decoded = decode_for_model(data, metadata, max_pixels=max_pixels, fast_jpeg=fast_jpeg)
+    tensor, geometry = to_model_input(decoded, metadata)
     elapsed = (time.perf_counter() - start) * 1000
     return PreparedImage(tensor, geometry, decoded.width, decoded.height, decoded.format, elapsed)

@@ -162,7 +162,11 @@ class Service:
     async def _prepare(self, data: bytes, name: str, runner: ModelRunner) -> PreparedImage:
         try:
             return await asyncio.to_thread(
-                prepare_image, data, runner.metadata, max_pixels=self.settings.max_pixels
+                prepare_image,
+                data,
+                runner.metadata,
+                max_pixels=self.settings.max_pixels,
+                fast_jpeg=self.settings.fast_jpeg,
             )
         except ImageDecodeError as exc:
             raise type(exc)(f"{name[:100]}: {exc}") from None

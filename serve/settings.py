@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(20_000_000, ge=1024, description="largest request body")
     max_pixels: int = Field(40_000_000, ge=1, description="largest decoded image (w * h)")
+    fast_jpeg: bool = Field(
+        True,
+        description="decode JPEGs at the smallest DCT scale (1/2, 1/4, 1/8) the model input "
+        "allows; boxes stay in the original's pixels",
+    )
     max_batch_images: int = Field(16, ge=1, description="images in one /v1/detect/batch")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads (0: its default)")
     inference_streams: int = Field(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from lxml import etree
 from PIL import Image
 
+from prodet.annotations.camera_photo import photo_orientation
 from prodet.annotations.convert import convert_folder
+from prodet.annotations.image_decode import decode_image
 from prodet.annotations.occlusion import (
     DIFFICULT_HIDDEN,
     DROP_HIDDEN,
@@ -16,6 +20,7 @@ from prodet.annotations.occlusion import (
     VocFlags,
     voc_flags,
 )
+from prodet.annotations.orientation import orient_box, orient_size
 from prodet.annotations.synthetic import (
     SHELF_CLASSES,
     TEST_EVERY,
@@ -167,6 +172,8 @@ def test_refuses_to_mix_with_an_existing_dataset(tmp_path):
         ({"images": 0}, "images must be at least 1"),
         ({"size": (32, 320)}, "between 64 and 4096"),
         ({"seed": -1}, "seed must be a non-negative"),
+        ({"quality": 0}, "JPEG quality must be in 1..95"),
+        ({"exif_rotated": 1.5}, r"share of EXIF-rotated images must be in \[0, 1\]"),
     ],
 )
 def test_bad_arguments_are_value_errors(tmp_path, kwargs, message):
@@ -189,3 +196,39 @@ def test_prodet_synth_command(tmp_path, capsys):
         prodet(["synth", str(out), "--size", "wide"])
     assert exit_info.value.code == 2
     assert "expected WIDTHxHEIGHT such as 320x320, got 'wide'" in capsys.readouterr().err
+
+
+def test_phone_photos_are_stored_turned_with_their_boxes_in_the_stored_layout(tmp_path):
+    """--exif-rotated: the upright scene is drawn at HxW, stored turned at WxH with the tag;
+    the converter reads boxes on the stored pixels, the service's upright view shows the
+    drawn scene with the drawn boxes."""
+    root = tmp_path / "voc"
+    args = ["synth", str(root), "--images", "4", "--size", "160x120", "--seed", "5"]
+    assert prodet([*args, "--exif-rotated", "0.5", "--quality", "85", "--quiet"]) == 0
+    orientations = [photo_orientation(i, 0.5) for i in range(4)]
+    assert orientations == [1, 6, 1, 8]
+    dataset = convert_folder(root, workers=1).dataset
+    for index, record in enumerate(dataset.records):
+        orientation = orientations[index]
+        data = (root / record.image_path).read_bytes()
+        assert (record.width, record.height) == (160, 120)  # the stored layout
+        with Image.open(io.BytesIO(data)) as image:
+            assert image.size == (160, 120)
+            assert image.getexif().get(0x0112, 1) == orientation
+        drawn = dataset_scene(index, seed=5, size=orient_size((160, 120), orientation))
+        shown = decode_image(data, exif_orientation=True)
+        assert shown.size == drawn.image.size
+        drawn_pixels = np.asarray(drawn.image, int)
+        difference = np.abs(shown.pixels.astype(int) - drawn_pixels).mean()
+        turned = np.abs(shown.pixels.astype(int) - drawn_pixels[::-1, ::-1]).mean()
+        assert difference < 12 and difference < turned / 3  # the same picture, up to JPEG loss
+        upright_boxes = [orient_box(tuple(b), (160, 120), orientation) for b in record.boxes]
+        expected = [o.box for o in drawn.objects]
+        np.testing.assert_allclose(upright_boxes, expected, atol=1.0)
+
+
+def test_photo_orientations_are_spread_evenly():
+    chosen = [photo_orientation(i, 0.3) for i in range(20)]
+    assert chosen.count(6) + chosen.count(8) == 6 and abs(chosen.count(6) - chosen.count(8)) <= 1
+    assert [photo_orientation(i, 0.0) for i in range(5)] == [1] * 5
+    assert [photo_orientation(i, 1.0) for i in range(4)] == [6, 8, 6, 8]

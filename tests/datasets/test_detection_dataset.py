@@ -70,7 +70,7 @@ def test_preloaded_cache_gives_the_same_items_and_is_read_only(tiny_voc_pkl: Pat
     assert cached.preload() and cached.preload()
     for index in range(len(plain)):
         torch.testing.assert_close(cached[index][0], plain[index][0])
-    assert not cached._image(0).flags.writeable
+    assert not cached.source(0).pixels.flags.writeable
     small = DetectionDataset(tiny_voc_pkl, "trainval", cache_mb=1e-4)
     assert not small.preload()  # over budget: decoded per item, still correct
     torch.testing.assert_close(small[0][0], plain[0][0])

@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 
 from prodet.datasets.geometry import (
+    TRAIN_OVERSAMPLE,
     ResizeGeometry,
     boxes_to_original,
+    decode_floor,
     resize_geometry,
     resize_to_input,
+    through_reduction,
 )
 
 
@@ -79,3 +82,55 @@ def test_bad_arguments_are_reported() -> None:
         boxes_to_original(np.zeros((3,), np.float32), geometry)
     with pytest.raises(ValueError, match="computed for 4x3"):
         resize_to_input(np.zeros((4, 3, 3), np.uint8), geometry)
+
+
+def test_decode_floor_is_the_side_that_matters() -> None:
+    assert decode_floor(320, "stretch") == (320, 320)  # both sides are scaled to 320
+    assert decode_floor(320, "letterbox") == (0, 320)  # only the longer one
+    assert decode_floor(300, "stretch", oversample=TRAIN_OVERSAMPLE) == (600, 600)
+    assert decode_floor(300, "letterbox", oversample=1.5) == (0, 450)
+    with pytest.raises(ValueError, match="oversample must be >= 1"):
+        decode_floor(320, "stretch", oversample=0.5)
+    with pytest.raises(ValueError, match="resize_mode must be one of"):
+        decode_floor(320, "crop")
+
+
+def _block_means(pixels: np.ndarray, factor: int) -> np.ndarray:
+    """What a 1/factor DCT decode gives, ideally: each factor x factor block's mean."""
+    height, width = pixels.shape[0] // factor, pixels.shape[1] // factor
+    blocks = pixels[: height * factor, : width * factor].reshape(height, factor, width, factor, 3)
+    return np.round(blocks.mean(axis=(1, 3))).astype(np.uint8)
+
+
+@pytest.mark.parametrize("mode", ["stretch", "letterbox"])
+def test_a_region_of_reduced_pixels_resizes_like_the_original(mode: str) -> None:
+    rng = np.random.default_rng(0)
+    smooth = rng.integers(0, 256, (12, 16, 3)).astype(np.uint8).repeat(40, 0).repeat(40, 1)
+    geometry = resize_geometry(640, 480, 64, mode)
+    full = resize_to_input(smooth, geometry, fill=(9, 9, 9))
+    # 1/8 of 640 x 480, plus a partial block column and row as libjpeg leaves them
+    reduced = np.pad(_block_means(smooth, 8), ((0, 1), (0, 1), (0, 0)), mode="edge")
+    out = resize_to_input(reduced, geometry, fill=(9, 9, 9), region=(0.0, 0.0, 80.0, 60.0))
+    assert out.shape == full.shape == (64, 64, 3)
+    assert np.abs(out.astype(int) - full.astype(int)).mean() < 4.0
+    whole = resize_to_input(smooth, geometry, fill=(9, 9, 9), region=(0.0, 0.0, 640.0, 480.0))
+    np.testing.assert_array_equal(whole, full)
+    with pytest.raises(ValueError, match="is not inside the 81x61 image"):
+        resize_to_input(reduced, geometry, region=(0.0, 0.0, 82.0, 60.0))
+
+
+@pytest.mark.parametrize("mode", ["stretch", "letterbox"])
+@pytest.mark.parametrize(("width", "height", "factor"), [(1600, 1200, 4), (1601, 1203, 8)])
+def test_a_reduced_images_geometry_maps_back_to_the_original(
+    mode: str, width: int, height: int, factor: int
+) -> None:
+    boxes = np.float64([[0, 0, width, height], [100.5, 33.25, 900.0, 1001.75]])
+    reduced = (-(-width // factor), -(-height // factor))  # ceil: a partial block kept
+    scale = (1 / factor, 1 / factor)
+    on_reduced = resize_geometry(*reduced, 96, mode)
+    composed = through_reduction(on_reduced, (width, height), scale)
+    assert composed.original == (width, height)
+    sx, sy = on_reduced.scale
+    px, py = on_reduced.pad
+    on_input = boxes / factor * [sx, sy, sx, sy] + [px, py, px, py]
+    np.testing.assert_allclose(boxes_to_original(on_input, composed), boxes, atol=1e-6)

@@ -108,7 +108,7 @@ def test_sigkill_and_resume_gives_the_same_history(tiny, tmp_path):
     )
     run = tmp_path / "killed"
     args = [f"--{k.replace('_', '-')}={v}" for k, v in tiny_overrides(tiny, run, epochs=3).items()]
-    cmd = [sys.executable, "-m", "prodet", "train", *args[:2], "--quiet"]
+    cmd = [sys.executable, "-m", "prodet", "train", *args[:2], "--quiet", "--recipe", "none"]
     cmd += ["--set=" + a[2:].replace("-", "_", 1) for a in args[2:]]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
@@ -223,7 +223,7 @@ def test_ddp_two_cpu_processes_gloo(tiny, tmp_path):
     torchrun = str(Path(sys.executable).parent / "torchrun")
     overrides = tiny_overrides(tiny, run, epochs=1)
     cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "prodet", "train"]
-    cmd += ["--data", str(tiny), "--out", str(run), "--quiet"]
+    cmd += ["--data", str(tiny), "--out", str(run), "--quiet", "--recipe", "none"]
     cmd += [f"--set={k}={v}" for k, v in overrides.items() if k not in ("data", "out")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
@@ -231,3 +231,17 @@ def test_ddp_two_cpu_processes_gloo(tiny, tmp_path):
     ckpt = load_checkpoint(run / "last.pt")
     assert ckpt["epoch"] == 1 and ckpt["world_size"] == 2
     assert "val_map_area" in ckpt["history"][0]
+
+
+def test_disk_cache_is_filled_by_the_first_run_and_reused_by_the_next(tiny, tmp_path):
+    cache = tmp_path / "image-cache"
+    overrides = {**tiny_overrides(tiny, tmp_path / "a", epochs=1), "cache": "disk"}
+    overrides["cache_dir"] = str(cache)
+    fit(load_config(None, overrides), progress=False)
+    # 9 train images (drawn at 2x the input size; batches of 4 drop the 9th) and 3
+    # validation images (at the input size), in one folder each
+    folders = {p.name: len(list(p.glob("*.img"))) for p in cache.iterdir()}
+    assert sorted(folders.values()) == [3, 8] and len(folders) == 2
+    written = {e: e.stat().st_mtime_ns for e in cache.glob("*/*.img")}
+    fit(load_config(None, {**overrides, "out": str(tmp_path / "b")}), progress=False)
+    assert {e: e.stat().st_mtime_ns for e in written} == written  # read, not written again

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from prodet.serve.app import create_app
+from tests.annotations.jpeg_samples import with_big_thumbnail, with_orientation
 from tests.serve.conftest import assert_error, encode, make_settings, solid, upload
 
 GOOD = solid(48, 32)
@@ -247,4 +248,74 @@ def test_mutated_images_never_cause_a_500(client: TestClient) -> None:
             assert set(response.json()) == {"error", "detail"}
         statuses.add(response.status_code)
     assert {200, 400} <= statuses  # the mutations reach both the decoder's paths
+    _still_serving(client)
+
+
+@pytest.fixture
+def full_decode_client(model_path: Path) -> Iterator[TestClient]:
+    """A service with fast JPEG decoding turned off."""
+    with TestClient(create_app(make_settings(model_path, fast_jpeg=False))) as client:
+        yield client
+
+
+CAMERA_LIKE = Image.new("RGB", (640, 480), "white")  # reduced 1/4 for the 64 px tiny model
+
+
+@pytest.mark.parametrize(
+    ("data", "size"),
+    [
+        (encode(CAMERA_LIKE, "JPEG", progressive=True), (640, 480)),
+        (encode(CAMERA_LIKE.convert("CMYK"), "JPEG"), (640, 480)),
+        (encode(CAMERA_LIKE.convert("L"), "JPEG"), (640, 480)),
+        (encode(Image.fromarray(np.full((480, 640), 65535, dtype=np.uint16)), "PNG"), (640, 480)),
+        (with_orientation(CAMERA_LIKE, 6), (480, 640)),
+        (with_orientation(CAMERA_LIKE, 9), (640, 480)),
+        (with_orientation(CAMERA_LIKE, 0), (640, 480)),
+        (with_orientation(CAMERA_LIKE, "abc"), (640, 480)),
+        (with_big_thumbnail(CAMERA_LIKE, Image.new("RGB", (1600, 1200), "red")), (640, 480)),
+    ],
+    ids=[
+        "progressive",
+        "CMYK",
+        "gray",
+        "16-bit-png",
+        "exif-6",
+        "exif-9",
+        "exif-0",
+        "exif-text",
+        "thumbnail-larger-than-image",
+    ],
+)
+def test_awkward_photos_decode_fast_as_in_full(
+    client: TestClient, full_decode_client: TestClient, data: bytes, size: tuple[int, int]
+) -> None:
+    fast = client.post("/v1/detect", files=upload(data, "photo.jpg"))
+    full = full_decode_client.post("/v1/detect", files=upload(data, "photo.jpg"))
+    assert fast.status_code == full.status_code == 200, fast.text
+    for body in (fast.json(), full.json()):
+        assert (body["width"], body["height"]) == size
+        assert len(body["detections"]) == 3  # white: the tiny model's three boxes
+    assert [d["box"] for d in fast.json()["detections"]] == [
+        d["box"] for d in full.json()["detections"]
+    ]
+
+
+def test_truncated_and_mutated_camera_jpegs_are_400_never_500(client: TestClient) -> None:
+    photo = encode(Image.effect_noise((640, 480), 60).convert("RGB"), "JPEG", quality=90)
+    progressive = encode(
+        Image.effect_noise((640, 480), 60).convert("RGB"), "JPEG", progressive=True
+    )
+    for data in (photo[: len(photo) // 2], progressive[: len(progressive) // 3]):
+        body = assert_error(client.post("/v1/detect", files=upload(data, "x")), 400, "bad_image")
+        assert "truncated or damaged" in body["detail"]
+    rng = random.Random(11)
+    statuses: set[int] = set()
+    for _ in range(30):
+        data = bytearray(rng.choice((photo, progressive, with_orientation(CAMERA_LIKE, 6))))
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        response = client.post("/v1/detect", files=upload(bytes(data)))
+        assert response.status_code in (200, 400), response.text
+        statuses.add(response.status_code)
+    assert 200 in statuses
     _still_serving(client)

@@ -68,3 +68,22 @@ def test_predict_refuses_unknown_classes(
     assert main([*argv, "--provider", "cpu", "--classes", "can"]) == 0
     record = json.loads((tmp_path / "o" / "a.json").read_text())
     assert [d["label"] for d in record["detections"]] == ["can"]
+
+
+def test_predict_decodes_jpegs_fast_unless_told_not_to(model_path: Path, tmp_path: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (640, 480), "white").save(photo, "JPEG")
+    records = {}
+    for flag, drawn_size in (("--fast-jpeg", (80, 60)), ("--no-fast-jpeg", (640, 480))):
+        out = tmp_path / flag
+        argv = ["predict", str(photo), "--model", str(model_path), "--out", str(out)]
+        assert main([*argv, "--provider", "cpu", flag]) == 0
+        records[flag] = json.loads((out / "photo.json").read_text())
+        assert (records[flag]["width"], records[flag]["height"]) == (640, 480)
+        with Image.open(out / "photo.png") as drawn:
+            assert drawn.size == drawn_size  # drawn on the decoded pixels: 1/8 when fast
+            pixels = np.asarray(drawn.convert("RGB"))
+        # the first box (model input 8..40 of 64, letterbox: x 80..400 of 640) drawn there
+        left = round(80 * drawn_size[0] / 640)
+        assert np.all(pixels == class_color(1), axis=2)[:, left].sum() > drawn_size[1] // 5
+    assert records["--fast-jpeg"]["detections"] == records["--no-fast-jpeg"]["detections"]

@@ -1,0 +1,171 @@
+"""What ``bench/serve_load.py`` measured, as BENCHMARKS.md text and plots.
+
+One ``Level`` per server and concurrency level of a workload; ``workload_text`` turns a
+workload's levels, raw onnxruntime rows and box agreement into its part of the
+``## Serving latency`` section, ``section`` joins the parts with the run's settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shlex
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench_report import machine_description
+from load_client import LevelStats
+from serve_peers import RawResult
+
+SECTION = "## Serving latency"
+RAW_LABELS = (
+    "raw onnxruntime, model only",
+    "raw onnxruntime, in-process pipeline",
+    "raw onnxruntime, in-process pipelined",
+)
+PLOTS = {
+    "png": Path("docs/benchmarks/serve-latency.png"),
+    "camera": Path("docs/benchmarks/serve-latency-camera.png"),
+}
+PRODET = "prodet serve"
+FULL_DECODE = "prodet serve --no-fast-jpeg"
+NAIVE = "naive PyTorch FastAPI"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the clients post: ``key`` names it (``png``, ``camera``), ``bodies`` in turn."""
+
+    key: str
+    title: str
+    bodies: list[bytes]
+    content_type: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Level:
+    """One server at one concurrency level."""
+
+    server: str
+    clients: int
+    stats: LevelStats
+    mean_batch: float
+    peak_rss_mib: float
+
+    @property
+    def images_per_s(self) -> float:
+        return len(self.stats.latencies) / self.stats.wall_s
+
+    def percentile(self, q: float) -> float:
+        ms = sorted(v * 1000 for v in self.stats.latencies)
+        return ms[min(len(ms) - 1, int(q * len(ms)))] if ms else float("nan")
+
+    def row(self) -> str:
+        ms = [v * 1000 for v in self.stats.latencies]
+        p50 = statistics.median(ms) if ms else float("nan")
+        batch = "-" if self.mean_batch != self.mean_batch else f"{self.mean_batch:.2f}"
+        return (
+            f"| {self.server} | {self.clients} | {self.stats.wall_s:.0f} | {len(ms)} | "
+            f"{self.images_per_s:.1f} | {p50:.1f} | {self.percentile(0.95):.1f} | "
+            f"{self.percentile(0.99):.1f} | {batch} | {self.stats.refused} | "
+            f"{self.stats.errors} | {self.peak_rss_mib:.0f} |"
+        )
+
+
+def plot(levels: list[Level], path: Path) -> None:
+    """Throughput and p95 latency against concurrency, one line per server."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for server in dict.fromkeys(level.server for level in levels):
+        mine = [level for level in levels if level.server == server]
+        clients = [level.clients for level in mine]
+        left.plot(clients, [level.images_per_s for level in mine], marker="o", label=server)
+        right.plot(clients, [level.percentile(0.95) for level in mine], marker="o", label=server)
+    left.set(xlabel="concurrent clients", ylabel="images/s", title="throughput", xscale="log")
+    right.set(xlabel="concurrent clients", ylabel="p95 latency (ms)", title="latency")
+    right.set(xscale="log", yscale="log")
+    left.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _comparisons(levels: list[Level], raw: list[RawResult]) -> list[str]:
+    at8 = {level.server: level for level in levels if level.clients == 8}
+    ours = at8.get(PRODET)
+    if ours is None:
+        return []
+    out = []
+    for peer in (FULL_DECODE, NAIVE):
+        if peer in at8:
+            out.append(f"{ours.images_per_s / at8[peer].images_per_s:.2f}x {peer}'s images/s")
+    for label in RAW_LABELS:
+        best = max((r.images_per_s for r in raw if r.label == label), default=None)
+        if best:
+            out.append(f"{ours.images_per_s / best:.0%} of {label} at its best batch")
+    errors = sum(level.stats.errors for level in levels if level.server == PRODET)
+    out.append(f"{errors} errors other than deliberate 503s")
+    return out
+
+
+def workload_text(
+    workload: Workload, levels: list[Level], raw: list[RawResult], agreement: str | None
+) -> list[str]:
+    """One workload's table, its ratios and, for JPEGs, the box agreement."""
+    header = (
+        "| server | clients | s | answers | images/s | p50 ms | p95 ms | p99 ms | mean batch "
+        "| 503s | errors | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    raw_rows = "".join(
+        f"\n| {r.label}, batch {r.batch} | - | {r.wall_s:.0f} | {r.images} | {r.images_per_s:.1f} "
+        "| - | - | - | - | - | - | - |"
+        for r in raw
+    )
+    table = header + "\n" + "\n".join(level.row() for level in levels) + raw_rows
+    lines = [f"### {workload.title}", "", f"Posted: {workload.source}.", "", table, ""]
+    comparisons = _comparisons(levels, raw)
+    if comparisons:
+        lines += ["At 8 clients prodet serve reaches " + "; ".join(comparisons) + ".", ""]
+    if agreement:
+        lines += [agreement, ""]
+    lines.append(
+        f"![{workload.title}: throughput and latency against concurrency]({PLOTS[workload.key]})"
+    )
+    return lines
+
+
+def section(parts: list[list[str]], args: argparse.Namespace) -> str:
+    """The BENCHMARKS.md section: each workload's part and the run's settings."""
+    intro = (
+        "`prodet serve` (fast JPEG decoding, the default; for the camera photos also "
+        "`--no-fast-jpeg`), the naive server a user first writes (`bench/naive_server.py`: the "
+        "same checkpoint in PyTorch eager inside the async handler, one request at a time) "
+        "and raw onnxruntime without HTTP (`model only`: `session.run` on a tensor prepared "
+        "once; `in-process pipeline`: decode, resize, run and map boxes back per image, "
+        "sequentially; `in-process pipelined`: the same work with the next batch decoded by "
+        "one thread per core while the current batch runs), in one run on the same model. "
+        "Each client posts a photo, waits for the answer, and posts the next."
+    )
+    lines = [SECTION, "", intro, ""]
+    for part in parts:
+        lines += [*part, ""]
+    lines += [
+        f"- Model: `{args.model}`; naive peer: `{args.naive_checkpoint}`.",
+        f"- Server options: `--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms} "
+        f"--provider {args.provider} {args.serve_args}`; {args.seconds:g} s per level after a "
+        "warm-up; the load generator (bench/load_client.py) runs on the same two cores.",
+        f"- Machine: {machine_description()}; 1-minute load average "
+        f"{os.getloadavg()[0]:.2f} at the end.",
+        f"- Command: `python bench/serve_load.py {shlex.join(sys.argv[1:])}`",
+        f"- Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
+    ]
+    return "\n".join(lines)

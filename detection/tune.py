@@ -1,0 +1,518 @@
+"""``prodet tune``: a hyperparameter search over TrainConfig keys, on Optuna.
+
+Each trial trains one configuration (a ``--config`` base, the search space's values on
+top) with ``fit`` for a fixed time budget and is scored on validation mAP:
+
+- **Value**: the mean validation VOC area mAP@0.5 of the trial's last ``tail`` epochs
+  (3 by default). The cosine schedule is fitted to the budget, so those are the annealed
+  epochs; their mean is steadier than one epoch's figure on a small validation split.
+  Every trial keeps the base seed, so all of them see the same validation images and the
+  same data order; ``repeats`` > 1 trains a trial again with seeds ``seed+1, ...``, each
+  carving its own validation images (Monte-Carlo cross-validation), and averages.
+- **Pruning**: TPE samples, and a median pruner stops a trial whose running value is
+  below the median of earlier trials' at the same point. That point is the fraction of
+  the time budget spent (tenths), not the epoch: trials of different image sizes or batch
+  sizes run different numbers of epochs in the same budget, and the fitted schedule makes
+  epoch k of a short-epoch trial an early, high-learning-rate one. ``fit`` knows nothing
+  of Optuna: it takes an ``on_epoch`` callback (``_PruningReporter``).
+- **Storage**: an Optuna RDB storage (SQLite file, PostgreSQL or MySQL URL), so reruns
+  continue the study and several processes share it. Trials send heartbeats; a trial whose
+  process died is marked failed by the next process that starts a trial after the grace
+  period, and re-queued once with the same parameters.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import os
+import socket
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import sqlalchemy
+import yaml  # no types-PyYAML stubs in the environment
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from prodet.annotations.atomic import atomic_write_bytes
+from prodet.annotations.pickle_store import load_dataset
+from prodet.detection.config import (
+    TrainConfig,
+    config_keys,
+    config_to_yaml,
+    load_config,
+    unknown_key_message,
+)
+from prodet.detection.trainer import fit, resolve_splits
+
+logger = logging.getLogger(__name__)
+
+PRUNED = "pruned"  # the stop reason the reporter hands back to fit
+STEPS = 10  # pruning checkpoints: tenths of a trial's time budget
+RANGE_KEYS = frozenset({"low", "high", "log", "step"})
+
+
+@dataclass(frozen=True)
+class Param:
+    """One key of a search space: a range (``low``..``high``), choices, or a fixed value."""
+
+    key: str
+    kind: str  # "int", "float", "choice" or "fixed"
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+    value: Any = None
+
+    def corners(self) -> list[Any]:
+        """The values whose configs must be valid: the range's ends, every choice."""
+        if self.kind in ("int", "float"):
+            return [self.low, self.high]
+        if self.kind == "choice":
+            return list(self.choices)
+        return [self.value]
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        """This trial's value: sampled by ``trial`` (and recorded there), or the fixed one."""
+        if self.kind == "int":
+            step = int(self.step or 1)
+            return trial.suggest_int(
+                self.key, int(self.low), int(self.high), step=step, log=self.log
+            )
+        if self.kind == "float":
+            return trial.suggest_float(self.key, self.low, self.high, step=self.step, log=self.log)
+        if self.kind == "choice":
+            return trial.suggest_categorical(self.key, self.choices)
+        return self.value
+
+
+def load_space(path: str | Path) -> list[Param]:
+    """Read a search space YAML file: ``KEY: {low, high[, log, step]}`` is a range (integer
+    for an integer key), ``KEY: [a, b]`` choices, ``KEY: value`` fixed. Keys are
+    TrainConfig keys, nested ones dotted (``ssd.fpn_channels``).
+
+    Raises ValueError naming the file and the key for an unknown key (with the closest
+    valid one), an empty range or choice list, or a range over a non-numeric key.
+    """
+    try:
+        tree = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"--space {path}: cannot read ({exc})") from None
+    if not isinstance(tree, dict) or not tree:
+        raise ValueError(f"--space {path}: expected a mapping of config keys to ranges")
+    types = config_keys()
+    params = []
+    for key, spec in tree.items():
+        where = f"--space {path}: {key}"
+        if key not in types:
+            raise ValueError(f"--space {path}: {unknown_key_message(str(key))}")
+        params.append(_param(str(key), spec, types[key], where))
+    return params
+
+
+def _param(key: str, spec: Any, annotation: Any, where: str) -> Param:
+    if isinstance(spec, list):
+        if not spec:
+            raise ValueError(f"{where}: an empty list of choices; give at least one value")
+        if not all(v is None or isinstance(v, bool | int | float | str) for v in spec):
+            raise ValueError(f"{where}: choices must be numbers, strings or booleans")
+        return Param(key, "choice", choices=tuple(spec))
+    if not isinstance(spec, dict):
+        return Param(key, "fixed", value=spec)
+    unknown = sorted(set(spec) - RANGE_KEYS)
+    if unknown or "low" not in spec or "high" not in spec:
+        raise ValueError(
+            f"{where}: a range is {{low: L, high: H}} with optional log and step"
+            + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+        )
+    numeric = annotation if annotation in (int, float) else _optional_number(annotation)
+    if numeric is None:
+        raise ValueError(f"{where}: is not numeric ({annotation}); give a list of choices")
+    try:
+        low, high = float(spec["low"]), float(spec["high"])
+        step = float(spec["step"]) if spec.get("step") is not None else None
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: low, high and step must be numbers") from None
+    if not low < high:
+        raise ValueError(
+            f"{where}: empty range, low={spec['low']} is not below high={spec['high']} "
+            f"(a fixed value is written as `{key}: VALUE`)"
+        )
+    log = bool(spec.get("log", False))
+    if log and low <= 0:
+        raise ValueError(f"{where}: log: true needs low > 0, got {spec['low']}")
+    if numeric is int and not (low.is_integer() and high.is_integer()):
+        raise ValueError(f"{where}: an integer key needs integer low and high")
+    return Param(key, numeric.__name__, low=low, high=high, log=log, step=step)
+
+
+def _optional_number(annotation: Any) -> type | None:
+    """``int`` for ``int | None`` (``float`` likewise); None for anything else."""
+    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+    return args[0] if len(args) == 1 and args[0] in (int, float) else None
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """What ``prodet tune`` was asked: the base config, the space, the study, the budget."""
+
+    out: Path
+    head: str
+    trials: int
+    trial_minutes: float
+    space: list[Param]
+    base_config: Path | None = None
+    base_overrides: Mapping[str, Any] = field(default_factory=dict)
+    storage: str | None = None
+    study: str | None = None
+    epochs: int = 1000
+    tail: int = 3
+    repeats: int = 1
+    heartbeat_s: int = 30
+    keep_checkpoints: bool = False
+
+    def config(self, params: Mapping[str, Any], *, out: Path, seed_offset: int = 0) -> TrainConfig:
+        """The TrainConfig of one training run: base < the space's values < the budget."""
+        base = load_config(self.base_config, {**self.base_overrides, "head": self.head})
+        values = {
+            **self.base_overrides,
+            "head": self.head,
+            **params,
+            "out": str(out),
+            "max_minutes": self.trial_minutes,
+            "epochs": self.epochs,
+            "seed": base.seed + seed_offset,
+        }
+        return load_config(self.base_config, values)
+
+
+def tail_mean(maps: list[float], tail: int) -> float:
+    """Mean of the last ``tail`` values (all of them when fewer); 0.0 for none."""
+    return statistics.fmean(maps[-tail:]) if maps else 0.0
+
+
+class _PruningReporter:
+    """``fit``'s ``on_epoch``: report the running value at each tenth of the budget."""
+
+    def __init__(self, trial: optuna.Trial, budget_s: float, max_epochs: int, tail: int) -> None:
+        self.trial = trial
+        self.budget_s = budget_s
+        self.max_epochs = max_epochs
+        self.tail = tail
+        self.maps: list[float] = []
+        self.reported = 0
+
+    def __call__(self, row: dict[str, Any]) -> str | None:
+        if "val_map_area" not in row:
+            return None
+        self.maps.append(float(row["val_map_area"]))
+        value = tail_mean(self.maps, self.tail)
+        spent = max(float(row["elapsed_s"]) / self.budget_s, int(row["epoch"]) / self.max_epochs)
+        step = min(STEPS, math.floor(spent * STEPS + 1e-9))
+        for reached in range(self.reported + 1, step + 1):
+            self.trial.report(value, reached)
+        self.reported = max(self.reported, step)
+        logger.info(
+            "trial %d epoch %d (%d%% of the budget): val mAP@0.5 %.4f, value %.4f",
+            self.trial.number,
+            row["epoch"],
+            min(100, round(100 * spent)),
+            self.maps[-1],
+            value,
+        )
+        if self.reported and self.trial.should_prune():
+            return PRUNED
+        return None
+
+
+def storage_url(url: str, *, hide_password: bool = False) -> str:
+    """``url`` as an SQLAlchemy URL: a plain file path becomes ``sqlite:///ABSOLUTE``."""
+    if "://" not in url:
+        return f"sqlite:///{Path(url).resolve()}"
+    if hide_password:
+        try:
+            return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+        except (sqlalchemy.exc.ArgumentError, ValueError):
+            return url
+    return url
+
+
+def open_storage(url: str, *, heartbeat_s: int = 30) -> RDBStorage:
+    """The study's storage: an SQLAlchemy URL (``sqlite:///tune.db``,
+    ``postgresql://user:password@host:5432/db``, ``mysql+pymysql://...``) or a file path
+    (SQLite). Raises ValueError saying what was tried when it cannot be opened."""
+    url = storage_url(url)
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError) as exc:
+        raise ValueError(
+            f"--storage {url!r}: not a database URL ({exc}); e.g. sqlite:///tune.db, "
+            "postgresql://USER:PASSWORD@HOST:5432/DB or mysql+pymysql://USER:PASSWORD@HOST/DB"
+        ) from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ":memory:"
+        tried = (
+            f"the SQLite file {Path(database).resolve() if database != ':memory:' else database}"
+        )
+        # Writers from several processes wait for the file lock instead of failing.
+        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
+    else:
+        tried = (
+            f"SQLAlchemy dialect {parsed.drivername} to host {parsed.host or 'localhost'}, "
+            f"port {parsed.port or 'default'}, database {parsed.database or '-'}, "
+            f"user {parsed.username or '-'}"
+        )
+        engine_kwargs = {"pool_pre_ping": True}
+    try:
+        return _rdb_storage(url, engine_kwargs, heartbeat_s)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError, RuntimeError) as exc:
+        # the driver's own error (SQLAlchemy's .orig), or the import that failed
+        cause = getattr(exc, "orig", None) or exc.__cause__ or exc
+        reason = str(cause).strip().splitlines()[0]
+        raise ValueError(
+            f"--storage {shown}: cannot open the study storage; tried {tried}: {reason}"
+        ) from None
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any], heartbeat_s: int) -> RDBStorage:
+    """Optuna's RDB storage with heartbeats; processes that start on a new database at the
+    same moment race to create its tables, and the losers retry once those exist."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_s,
+                    grace_period=2 * heartbeat_s,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+                )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.DatabaseError) as exc:
+            race = isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in str(exc)
+            if not race or attempt == 5:
+                raise
+            logger.info("storage: another process is creating the tables; retrying")
+            time.sleep(0.5 * attempt)
+
+
+def check_settings(settings: TuneSettings) -> TrainConfig:
+    """Refuse, before any trial runs, a space whose values make no valid config and a
+    dataset without validation images. Returns the base config of trial 0's shape."""
+    if settings.tail < 1 or settings.repeats < 1 or settings.trials < 1:
+        raise ValueError("--tail, --repeats and --trials must be at least 1")
+    if settings.trial_minutes <= 0:
+        raise ValueError(f"--trial-minutes {settings.trial_minutes}: must be positive")
+    probe = Path(settings.out) / "probe"
+    for param in settings.space:
+        for value in param.corners():
+            try:
+                settings.config({param.key: value}, out=probe)
+            except ValueError as exc:
+                raise ValueError(
+                    f"--space: {param.key}={value!r} is not a valid value: {exc}"
+                ) from None
+    config = settings.config({}, out=probe)
+    if not config.data:
+        raise ValueError("--data is required: the dataset .pkl written by `prodet convert`")
+    if not Path(config.data).is_file():
+        raise ValueError(f"--data {config.data}: no such file")
+    _, val_ids = resolve_splits(load_dataset(config.data), config)
+    if not val_ids:
+        raise ValueError(
+            f"tune ranks trials on validation mAP, but val_split={config.val_split!r} leaves "
+            "no validation images: use a dataset split or val_split val (carved from training)"
+        )
+    return config
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """The study after this process's trials, its storage and the report files written."""
+
+    study: optuna.Study
+    storage_url: str  # password hidden
+    written: list[Path]
+
+
+def run_tune(settings: TuneSettings) -> TuneResult:
+    """Check the settings, run ``settings.trials`` trials of the study (created or
+    continued), then write ``best.yaml``, ``trials.csv`` and the plots into ``settings.out``."""
+    base = check_settings(settings)
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    url = settings.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    storage = open_storage(url, heartbeat_s=settings.heartbeat_s)
+    name = settings.study or f"{Path(base.data).stem}-{settings.head}"
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3),
+    )
+    trial_root = out / "trials" / name
+    try:
+        study.optimize(
+            _objective(settings, trial_root),
+            n_trials=settings.trials,
+            gc_after_trial=True,
+            catch=(ValueError, RuntimeError),  # a configuration that fails is one failed trial
+        )
+    except KeyboardInterrupt:  # Optuna has marked the trial in flight failed
+        write_reports(study, out, settings.tail)
+        raise
+    shown = storage_url(url, hide_password=True)
+    return TuneResult(study, shown, write_reports(study, out, settings.tail))
+
+
+def _objective(settings: TuneSettings, trial_root: Path) -> Callable[[optuna.Trial], float]:
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {p.key: p.suggest(trial) for p in settings.space}
+        run_dir = trial_root / f"{trial.number:04d}"
+        trial.set_user_attr("worker", worker)
+        trial.set_user_attr("run_dir", str(run_dir.resolve()))
+        values = []
+        for repeat in range(settings.repeats):
+            out = run_dir if repeat == 0 else run_dir.with_name(f"{run_dir.name}-r{repeat}")
+            config = settings.config(params, out=out, seed_offset=repeat)
+            if repeat == 0:
+                trial.set_user_attr("config", config_to_yaml(config))
+            reporter = (
+                _PruningReporter(trial, settings.trial_minutes * 60, config.epochs, settings.tail)
+                if repeat == 0
+                else None
+            )
+            try:
+                result = fit(config, progress=False, on_epoch=reporter)
+            finally:
+                if not settings.keep_checkpoints:
+                    for checkpoint in out.glob("*.pt"):
+                        checkpoint.unlink()
+            maps = [float(r["val_map_area"]) for r in result.history if "val_map_area" in r]
+            if repeat == 0:
+                trial.set_user_attr("epochs", result.epochs_done)
+            if result.stopped_because == PRUNED:
+                raise optuna.TrialPruned(f"below the median at epoch {result.epochs_done}")
+            values.append(tail_mean(maps, settings.tail))
+        return statistics.fmean(values)
+
+    return objective
+
+
+def write_reports(study: optuna.Study, out: Path, tail: int) -> list[Path]:
+    """``best.yaml`` (when a trial completed), ``trials.csv`` and the plots, atomically."""
+    trials = study.get_trials(deepcopy=False)
+    written = [out / "trials.csv"]
+    atomic_write_bytes(written[0], trials_csv(trials).encode("utf-8"))
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if complete:
+        best = study.best_trial
+        written.append(out / "best.yaml")
+        atomic_write_bytes(written[-1], best_yaml(best, study, out, tail).encode("utf-8"))
+    written += _plots(study, out, len(complete))
+    return written
+
+
+def trials_csv(trials: list[FrozenTrial]) -> str:
+    """One row per trial: number, state, value, the parameters, duration, worker, epochs."""
+    params: list[str] = []
+    for t in trials:
+        params += [k for k in t.params if k not in params]
+    columns = ["number", "state", "value", *params, "epochs", "duration_s", "worker", "started"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for t in sorted(trials, key=lambda t: t.number):
+        duration = t.duration.total_seconds() if t.duration is not None else None
+        writer.writerow(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": f"{t.value:.6g}" if t.value is not None else "",
+                **{k: _fmt(v) for k, v in t.params.items()},
+                "epochs": t.user_attrs.get("epochs", ""),
+                "duration_s": f"{duration:.1f}" if duration is not None else "",
+                "worker": t.user_attrs.get("worker", ""),
+                "started": t.datetime_start.isoformat(timespec="seconds")
+                if t.datetime_start
+                else "",
+            }
+        )
+    return buffer.getvalue()
+
+
+def _fmt(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def best_yaml(best: FrozenTrial, study: optuna.Study, out: Path, tail: int) -> str:
+    """The best trial's whole config, for ``prodet train --config``; ``out`` points at a
+    fresh folder, the time budget stays the trial's (override it with --max-minutes)."""
+    tree = yaml.safe_load(best.user_attrs["config"])
+    tree["out"] = str(out / "best-run")
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    header = (
+        f"# prodet tune, study {study.study_name!r}: trial {best.number}, the best of "
+        f"{finished} finished trials\n# value {best.value:.4f} (mean validation VOC area "
+        f"mAP@0.5 of its last {tail} epochs); parameters: "
+        + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items())
+        + "\n"
+    )
+    return header + yaml.safe_dump(tree, sort_keys=False)
+
+
+def _plots(study: optuna.Study, out: Path, complete: int) -> list[Path]:
+    """history.png and intermediate.png once a trial completed, importances.png from two
+    on; a plot Optuna cannot draw is skipped with a log line."""
+    from optuna.visualization import matplotlib as optuna_plt
+
+    # file -> (plot, completed trials it needs)
+    plots: dict[str, tuple[Callable[[optuna.Study], Any], int]] = {
+        "history.png": (optuna_plt.plot_optimization_history, 1),
+        "importances.png": (optuna_plt.plot_param_importances, 2),
+        "intermediate.png": (optuna_plt.plot_intermediate_values, 1),
+    }
+    written = []
+    for name, (plot, needs) in plots.items():
+        if complete < needs:
+            continue
+        try:
+            with warnings.catch_warnings():
+                # experimental-API notices; PED-ANOVA's "importances will be equal" on few trials
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                warnings.simplefilter("ignore", UserWarning)
+                axes = plot(study)
+        except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+            logger.info("skipped %s: %s", name, exc)
+            continue
+        figure: Any = axes.figure
+        figure.set_size_inches(8, 5)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        _close(figure)
+        atomic_write_bytes(out / name, buffer.getvalue())
+        written.append(out / name)
+    return written
+
+
+def _close(figure: Any) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
