@@ -170,7 +170,8 @@ def section_text(
     """The ``## Data loading`` section for BENCHMARKS.md."""
     sets = "; ".join(f"{name} ({text})" for name, text in described.items())
     decoding = (
-        f"JPEGs decoded at the smallest DCT scale keeping {args.oversample:g}x the input size"
+        "JPEGs decoded at the smallest DCT scale keeping the input size "
+        f"({args.oversample:g}x it for presets that zoom in: scale, ssd, mosaic)"
         if args.fast_jpeg
         else "JPEGs decoded in full"
     )
@@ -193,14 +194,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="small-image VOC folder")
     p.add_argument("--camera", type=Path, help="camera-photo VOC folder (from `prodet synth`)")
     p.add_argument("--size", type=int, default=320, help="model input side (default 320)")
-    p.add_argument("--preset", default="ssd", help="augmentation preset (default ssd)")
+    p.add_argument(
+        "--preset", default="light", help="augmentation preset (default light, the recipe's)"
+    )
     p.add_argument("--workers", type=int, default=2, help="loader workers (default 2)")
     p.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
     p.add_argument("--repeats", type=int, default=5, help="warm epochs timed (default 5)")
     p.add_argument("--cache", choices=("ram", "disk", "none"), default="ram", help="default ram")
     p.add_argument("--cache-mb", type=float, default=1024.0, help="RAM cache budget (default 1024)")
     p.add_argument(
-        "--oversample", type=float, default=2.0, help="random presets' decode size (default 2)"
+        "--oversample",
+        type=float,
+        default=2.0,
+        help="decode size of presets that zoom in, times the input (default 2)",
     )
     p.add_argument(
         "--fast-jpeg",

@@ -107,6 +107,9 @@ class DetectionTransform:
         size: side of the square output.
         resize_mode: ``"stretch"`` or ``"letterbox"``.
         is_random: False only for ``"eval"``: then ``geometry`` maps samples back exactly.
+        zooms_in: whether the pipeline can enlarge part of the image (the ``"scale"`` and
+            ``"ssd"`` crops, mosaic): only then do reduced decodes keep more pixels than
+            the input size (``decode_oversample``).
         mosaic_partners: other samples ``__call__`` wants in ``partners`` (0: no mosaic).
         pipeline: the underlying ``A.Compose``.
     """
@@ -119,6 +122,7 @@ class DetectionTransform:
         size: int,
         resize_mode: ResizeMode,
         is_random: bool,
+        zooms_in: bool = False,
         mosaic_partners: int = 0,
         seed: int | None = None,
     ) -> None:
@@ -127,6 +131,7 @@ class DetectionTransform:
         self.size = size
         self.resize_mode = resize_mode
         self.is_random = is_random
+        self.zooms_in = zooms_in
         self.mosaic_partners = mosaic_partners
         self.reseed(seed)
 
@@ -344,6 +349,7 @@ def build_transform(
         size=size,
         resize_mode=resize_mode,
         is_random=preset != "eval",
+        zooms_in=preset in ("scale", "ssd") or use_mosaic,
         mosaic_partners=MOSAIC_PARTNERS if use_mosaic else 0,
         seed=seed,
     )

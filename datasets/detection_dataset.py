@@ -22,8 +22,10 @@ Each item is ``(image, target)``:
 Reduced decoding (``fast_jpeg``, on by default with a transform): a JPEG is decoded at the
 smallest DCT scale that keeps ``datasets.geometry.decode_floor(size, resize_mode,
 oversample=...)``: ``oversample`` times the input size (default ``TRAIN_OVERSAMPLE``, 2)
-on the side that matters for random presets, whose crops zoom in, and the input size
-itself for ``eval``, which is then the service's decode (``serve.preprocess``). The
+on the side that matters for presets whose crops zoom in (``"scale"``, ``"ssd"``, mosaic:
+``DetectionTransform.zooms_in``), and the input size itself for the others (``"light"``
+flips and recolours, so more pixels would only be resized away) and for ``eval``, which
+is then the service's decode (``serve.preprocess``). The
 records' boxes are scaled onto the reduced pixels (``datasets.image_cache``) and the
 ``eval`` geometry is composed with the reduction (``datasets.geometry.through_reduction``),
 so boxes mapped back are in original pixels whichever way the image was decoded.
@@ -109,7 +111,7 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         cache_dir: folder of the ``disk`` cache (default ``image_cache.default_cache_dir``).
         fast_jpeg: decode JPEGs at reduced size (see the module docstring); ignored without
             a transform, whose items are the images in full.
-        oversample: times the input size kept by random presets' reduced decodes.
+        oversample: times the input size kept by reduced decodes for presets that zoom in.
 
     Attributes:
         min_sides: the decode floor of JPEGs (``None``: decoded in full).
@@ -146,7 +148,8 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         self.cache_mb = cache_mb
         self.min_sides: tuple[int, int] | None = None
         if transform is not None and fast_jpeg:
-            factor = oversample if transform.is_random else 1.0
+            # Only crops that enlarge part of the image need pixels beyond the input size.
+            factor = oversample if transform.zooms_in else 1.0
             self.min_sides = decode_floor(transform.size, transform.resize_mode, oversample=factor)
         self._ram: list[SourceImage] | None = None
         self.disk_cache: DiskCache | None = None

@@ -31,8 +31,8 @@ sides for ``annotations.image_decode.decode_image(min_sides=...)``: ``stretch`` 
 each side to ``S``, so both sides need ``S`` (the shorter side ``>= S``); ``letterbox``
 scales the longer side to ``S``, so only that one does (``>= S``; the shorter side ends
 at ``S * shorter / longer`` either way). Anything less would be enlarged again by the
-resize. ``oversample`` asks for that many times more, for training, whose random crops
-zoom into part of the image (``TRAIN_OVERSAMPLE``). The pixels are then a reduced version
+resize. ``oversample`` asks for that many times more, for training presets whose random
+crops zoom into part of the image (``TRAIN_OVERSAMPLE``). The pixels are then a reduced version
 of the original: the service resizes the original's ``region`` of them to the geometry of
 the original size (``resize_to_input(..., region=...)``), so boxes map back through the
 original's geometry unchanged; training resizes the reduced image itself and composes

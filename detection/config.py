@@ -85,7 +85,8 @@ class TrainConfig:
     cache_mb: float = 1024.0  # decoded images of a split this small stay in memory
     cache_dir: str = ""  # the disk cache's folder; "" is ~/.cache/prodet/images
     fast_jpeg: bool = True  # decode JPEGs at the smallest DCT scale the input size allows
-    # random presets decode at least this many times the input size (crops keep detail)
+    # presets that zoom in (scale, ssd, mosaic) decode at least this many times the input
+    # size, so their crops keep detail; the others decode at the input size
     decode_oversample: float = 2.0
     # optimisation
     epochs: int = 40

@@ -431,13 +431,13 @@ def _feature_pyramid(s: _Settings, stats: DatasetStats) -> None:
         f"fits them; threshold {FPN_SMALL_FRACTION:.0%})"
     )
     if small_classes:
-        why += f"; typical object below it in: {', '.join(small_classes)}"
+        why += f"; classes whose median object is smaller: {', '.join(small_classes)}"
     if share >= FPN_SMALL_FRACTION or small_classes:
         mobile = s.get("backbone") in MOBILE_BACKBONES
         channels = FPN_CHANNELS_MOBILE if mobile else FPN_CHANNELS_WIDE
-        s.choose("ssd.fpn_channels", channels, why + ": a feature pyramid")
+        s.choose("ssd.fpn_channels", channels, why + "; so a feature pyramid")
     else:
-        s.choose("ssd.fpn_channels", 0, why + ": no pyramid needed")
+        s.choose("ssd.fpn_channels", 0, why + "; no pyramid needed")
 
 
 def _augmentation(s: _Settings) -> None:
