@@ -6,27 +6,7 @@ import numpy as np
 import pytest
 
 from prodet.detection.confusion import confusion_csv, confusion_matrix, write_confusion
-
-CLASSES = ("__background__", "bottle", "can", "box")
-A = [0.0, 0.0, 10.0, 10.0]
-B = [20.0, 20.0, 30.0, 30.0]
-C = [40.0, 40.0, 60.0, 60.0]
-
-
-def gt(boxes, labels, difficult=None):
-    return {
-        "boxes": np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
-        "labels": np.asarray(labels, dtype=np.int64),
-        "difficult": np.zeros(len(labels), bool) if difficult is None else np.array(difficult),
-    }
-
-
-def pred(boxes, scores, labels):
-    return {
-        "boxes": np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
-        "scores": np.asarray(scores, dtype=np.float32),
-        "labels": np.asarray(labels, dtype=np.int64),
-    }
+from tests.detection.detections import CLASSES, A, B, C, gt, pred
 
 
 def test_hand_computed_matrix():

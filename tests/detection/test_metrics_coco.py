@@ -16,28 +16,9 @@ from prodet.annotations.coco import coco_ground_truth, coco_image_ids, to_coco
 from prodet.annotations.schema import ImageRecord, VocDataset
 from prodet.detection.metrics_coco import COCO_STAT_NAMES, coco_results, evaluate_coco
 from prodet.detection.metrics_voc import evaluate_voc, precision_envelope
+from tests.detection.detections import CLASSES, A, B, C, gt, pred
 
-CLASSES = ("__background__", "bottle", "can", "box")
-A = [0.0, 0.0, 10.0, 10.0]
-B = [20.0, 20.0, 30.0, 30.0]
-C = [40.0, 40.0, 60.0, 60.0]
 CELL = 100.0  # synthetic images are 4 x 4 cells; one cell holds at most one object
-
-
-def gt(boxes, labels, difficult=None):
-    return {
-        "boxes": np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
-        "labels": np.asarray(labels, dtype=np.int64),
-        "difficult": np.zeros(len(labels), bool) if difficult is None else np.array(difficult),
-    }
-
-
-def pred(boxes, scores, labels):
-    return {
-        "boxes": np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
-        "scores": np.asarray(scores, dtype=np.float32),
-        "labels": np.asarray(labels, dtype=np.int64),
-    }
 
 
 def synthetic(seed: int, num_images: int = 80):
