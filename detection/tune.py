@@ -368,7 +368,7 @@ def run_tune(settings: TuneSettings) -> TuneResult:
     trial_root = out / "trials" / name
     try:
         study.optimize(
-            _objective(settings, trial_root),
+            _objective(settings, trial_root, storage),
             n_trials=settings.trials,
             gc_after_trial=True,
             catch=(ValueError, RuntimeError),  # a configuration that fails is one failed trial
@@ -380,10 +380,19 @@ def run_tune(settings: TuneSettings) -> TuneResult:
     return TuneResult(study, shown, write_reports(study, out, settings.tail))
 
 
-def _objective(settings: TuneSettings, trial_root: Path) -> Callable[[optuna.Trial], float]:
+def _objective(
+    settings: TuneSettings, trial_root: Path, storage: RDBStorage
+) -> Callable[[optuna.Trial], float]:
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def objective(trial: optuna.Trial) -> float:
+        # Beat once before any work: Optuna's heartbeat thread may not have written yet
+        # when a process dies early in a trial, and a trial without a heartbeat is never
+        # found stale, so it would stay RUNNING instead of failing and being retried.
+        study_id = storage.get_study_id_from_name(trial.study.study_name)
+        storage.record_heartbeat(
+            storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        )
         params = {p.key: p.suggest(trial) for p in settings.space}
         run_dir = trial_root / f"{trial.number:04d}"
         trial.set_user_attr("worker", worker)

@@ -329,7 +329,7 @@ def test_killed_tune_loses_at_most_the_trial_in_flight(tiny, tmp_path, space):
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    time.sleep(2.5)  # past the grace period
+    time.sleep(4.0)  # past the 2 s grace period (SQLite's clock has 1 s steps)
     rerun = [*argv[:-1], "1"]
     assert prodet(["tune", *rerun]) == 0
     trials = load_study(url, "k").trials
