@@ -79,7 +79,8 @@ def tune_main(argv: list[str]) -> int:
     logging.getLogger("prodet.detection.tune").setLevel(logging.INFO)
     try:
         from prodet.configs import tune_space_path
-        from prodet.detection.tune import TuneSettings, load_space, run_tune
+        from prodet.detection.tune import TuneSettings, run_tune
+        from prodet.detection.tune_space import load_space
     except ModuleNotFoundError as exc:
         print(
             f"prodet tune: {exc.name} is missing; install the tune extra: pip install 'prodet[tune]'",

@@ -21,13 +21,12 @@ from prodet.detection.config import (
     load_config,
     yaml_keys,
 )
+from prodet.detection.dataset_stats import DatasetStats, dataset_stats
 from prodet.detection.recipe import (
     Budget,
     Choice,
-    DatasetStats,
     auto_recipe,
     choose_splits,
-    dataset_stats,
     estimated_images_per_second,
     second_map_floor,
 )

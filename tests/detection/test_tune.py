@@ -24,7 +24,8 @@ from prodet.commands import main as prodet
 from prodet.configs import tune_space_path
 from prodet.detection.config import load_config
 from prodet.detection.trainer import fit
-from prodet.detection.tune import Param, _PruningReporter, load_space, open_storage, tail_mean
+from prodet.detection.tune import _PruningReporter, open_storage, tail_mean
+from prodet.detection.tune_space import Param, load_space
 from tests.detection.test_trainer import make_tiny_dataset, tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
