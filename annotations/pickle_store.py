@@ -37,15 +37,12 @@ _ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
 )
 
 
-# Datasets written before the stages moved under the `prodet` namespace name the schema's
-# modules without the prefix; they are the same classes, so such files still load.
-_RENAMED_MODULES: dict[str, str] = {
-    "annotations.schema": "prodet.annotations.schema",
-    "annotations.record_table": "prodet.annotations.record_table",
-}
-
-# Classes that moved module: files written before name them where they were.
-_MOVED_CLASSES: dict[tuple[str, str], str] = {
+# Where files written by earlier versions name the schema's classes: before the stages
+# moved under the `prodet` namespace, and before ImageRecord got its own module.
+_LEGACY_GLOBALS: dict[tuple[str, str], str] = {
+    ("annotations.schema", "VocDataset"): "prodet.annotations.schema",
+    ("annotations.schema", "ImageRecord"): "prodet.annotations.image_record",
+    ("annotations.record_table", "RecordTable"): "prodet.annotations.record_table",
     ("prodet.annotations.schema", "ImageRecord"): "prodet.annotations.image_record",
 }
 
@@ -64,8 +61,7 @@ class _SchemaUnpickler(pickle.Unpickler):
         self._source = source
 
     def find_class(self, module: str, name: str) -> type:
-        module = _RENAMED_MODULES.get(module, module)
-        module = _MOVED_CLASSES.get((module, name), module)
+        module = _LEGACY_GLOBALS.get((module, name), module)
         if (module, name) not in _ALLOWED_GLOBALS:
             raise UnsafePickleError(
                 f"{self._source}: refusing to load: the pickle references {module}.{name}, "

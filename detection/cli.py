@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from prodet.annotations.schema import VocDataset
     from prodet.detection.config import TrainConfig
 
 # (model.onnx, dataset.pkl, split, out folder, *, batch_size) -> the evaluation summary.
@@ -106,7 +107,7 @@ def _say(text: str) -> None:
 
 def _resolve_config(
     args: argparse.Namespace, overrides: dict[str, Any], user: TrainConfig
-) -> tuple[TrainConfig, dict[str, str]]:
+) -> tuple[TrainConfig, dict[str, str], VocDataset | None]:
     """The run's config and the extra files of its folder.
 
     ``user`` is the user's config (defaults, ``--config``, flags). ``--resume`` puts the
@@ -118,21 +119,21 @@ def _resolve_config(
     if args.resume:
         saved = Path(user.out) / "config.yaml"
         if not saved.is_file():
-            return user, {}  # fit says there is nothing to resume
+            return user, {}, None  # fit says there is nothing to resume
         _say(f"--resume: the saved {saved}, under your flags (nothing is chosen again)")
-        return load_config(args.config, overrides, base=yaml_keys(saved)), {}
+        return load_config(args.config, overrides, base=yaml_keys(saved)), {}, None
     if args.recipe == "none":
-        return user, {}
+        return user, {}, None
     from prodet.annotations.pickle_store import load_dataset
     from prodet.detection.recipe import build_recipe
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    recipe = build_recipe(
-        load_dataset(user.data), user, explicit_keys(args.config, overrides), cpus=cpus or 1
-    )
+    voc = load_dataset(user.data)
+    recipe = build_recipe(voc, user, explicit_keys(args.config, overrides), cpus=cpus or 1)
     _say(recipe.table())
     config = load_config(args.config, overrides, base=recipe.overrides())
-    return config, {"recipe.yaml": recipe.to_yaml()}
+    # The recipe's choices never change the data path, so fit reuses this load.
+    return config, {"recipe.yaml": recipe.to_yaml()}, voc if config.data == user.data else None
 
 
 def train_main(argv: list[str]) -> int:
@@ -154,7 +155,7 @@ def train_main(argv: list[str]) -> int:
         user = load_config(args.config, overrides)
         if not user.data:
             raise ValueError("--data is required: the dataset .pkl written by `prodet convert`")
-        config, run_files = _resolve_config(args, overrides, user)
+        config, run_files, voc = _resolve_config(args, overrides, user)
         from prodet.detection.trainer import fit
 
         result = fit(
@@ -162,6 +163,7 @@ def train_main(argv: list[str]) -> int:
             resume=args.resume,
             progress=not args.quiet and sys.stderr.isatty(),
             run_files=run_files,
+            voc=voc,
         )
     except (ValueError, FileNotFoundError) as exc:
         print(f"prodet train: {exc}", file=sys.stderr)

@@ -105,14 +105,16 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
 class _Run:
     """Everything one training run holds; split from ``fit`` for readability."""
 
-    def __init__(self, config: TrainConfig, *, progress: bool) -> None:
+    def __init__(
+        self, config: TrainConfig, *, progress: bool, voc: VocDataset | None = None
+    ) -> None:
         self.config = config
         self.progress = progress
         self.dist = distributed.setup()
         self.device = self.dist.device
         self.out = Path(config.out)
         torch.manual_seed(config.seed)
-        self.voc = load_dataset(config.data)
+        self.voc = voc if voc is not None else load_dataset(config.data)
         train_ids, val_ids = resolve_splits(self.voc, config)
         model = build_model(config, len(self.voc.classes)).to(self.device)
         if config.channels_last:
@@ -234,6 +236,7 @@ def fit(
     progress: bool = True,
     on_epoch: EpochCallback | None = None,
     run_files: Mapping[str, str] | None = None,
+    voc: VocDataset | None = None,
 ) -> TrainResult:
     """Train ``config.head`` on ``config.data``, writing everything into ``config.out``.
 
@@ -241,9 +244,10 @@ def fit(
     mAP@0.5; the last epoch when ``val_split="none"``), ``metrics.csv``, ``curves.png``, ``tensorboard/``.
     ``on_epoch`` (see ``EpochCallback``) sees every epoch's row and may stop the run.
     ``run_files`` are more text files (name -> content) written beside ``config.yaml``
-    when the run starts (``prodet train --recipe auto`` writes ``recipe.yaml``).
+    when the run starts (``prodet train --recipe auto`` writes ``recipe.yaml``). ``voc``
+    is ``config.data`` when the caller has loaded it already (read once, not twice).
     """
-    run = _Run(config, progress=progress)
+    run = _Run(config, progress=progress, voc=voc)
     out = run.out
     last = out / "last.pt"
     if resume:

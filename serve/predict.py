@@ -15,7 +15,7 @@ from prodet.annotations.image_decode import ImageDecodeError
 from prodet.serve.draw import annotate
 from prodet.serve.model_runner import ModelRunner
 from prodet.serve.postprocess import Detection, DetectionFilter, select_detections
-from prodet.serve.preprocess import PreparedImage, decode_for_model, to_model_input
+from prodet.serve.preprocess import PreparedImage, decode_for_model, prepare_decoded
 
 PredictOutcome = tuple[dict[str, Any], Image.Image] | Exception
 
@@ -62,11 +62,7 @@ def predict_files(
             except (OSError, ImageDecodeError) as exc:
                 failed[path] = exc
                 continue
-            tensor, geometry = to_model_input(decoded, runner.metadata)
-            prepared = PreparedImage(
-                tensor, geometry, decoded.width, decoded.height, decoded.format, 0.0
-            )
-            ready.append((path, decoded, prepared))
+            ready.append((path, decoded, prepare_decoded(decoded, runner.metadata)))
         raws = runner.run(np.stack([p.tensor for _, _, p in ready])) if ready else []
         answers = {
             path: (decoded, prepared, raw)

@@ -108,6 +108,14 @@ def prepare_image(
     """
     start = time.perf_counter()
     decoded = decode_for_model(data, metadata, max_pixels=max_pixels, fast_jpeg=fast_jpeg)
+    return prepare_decoded(decoded, metadata, started=start)
+
+
+def prepare_decoded(
+    decoded: DecodedImage, metadata: ModelMetadata, *, started: float | None = None
+) -> PreparedImage:
+    """The model input of an already decoded image; ``decode_ms`` counts from ``started``
+    (a ``time.perf_counter()`` value; 0 when None)."""
     tensor, geometry = to_model_input(decoded, metadata)
-    elapsed = (time.perf_counter() - start) * 1000
+    elapsed = 0.0 if started is None else (time.perf_counter() - started) * 1000
     return PreparedImage(tensor, geometry, decoded.width, decoded.height, decoded.format, elapsed)
