@@ -65,7 +65,7 @@ def _serve(argv: list[str]) -> int:
 
 
 def _predict(argv: list[str]) -> int:
-    from prodet.serve.cli import predict_main
+    from prodet.serve.predict_cli import predict_main
 
     return predict_main(argv)
 

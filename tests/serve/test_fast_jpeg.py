@@ -19,9 +19,10 @@ from prodet.annotations.camera_photo import encode_photo
 from prodet.annotations.orientation import orient_box, upright
 from prodet.annotations.synthetic import dataset_scene
 from prodet.serve.app import create_app
-from prodet.serve.cli import _predict_parser, _serve_parser
+from prodet.serve.cli import _serve_parser
 from prodet.serve.model_runner import ModelRunner
 from prodet.serve.postprocess import DetectionFilter, select_detections
+from prodet.serve.predict_cli import _predict_parser
 from prodet.serve.preprocess import prepare_image
 from prodet.serve.settings import Settings
 from tests.serve.centroid_model import save_centroid_model
