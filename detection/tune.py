@@ -45,6 +45,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from prodet.annotations.atomic import atomic_write_bytes
 from prodet.annotations.pickle_store import load_dataset
+from prodet.annotations.schema import VocDataset
 from prodet.detection.config import (
     TrainConfig,
     config_to_yaml,
@@ -206,9 +207,10 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any], heartbeat_s: int) -> R
             time.sleep(0.5 * attempt)
 
 
-def check_settings(settings: TuneSettings) -> TrainConfig:
+def check_settings(settings: TuneSettings) -> tuple[TrainConfig, VocDataset]:
     """Refuse, before any trial runs, a space whose values make no valid config and a
-    dataset without validation images. Returns the base config of trial 0's shape."""
+    dataset without validation images. Returns the base config of trial 0's shape and the
+    loaded dataset, which every trial of this process trains on (read once)."""
     if settings.tail < 1 or settings.repeats < 1 or settings.trials < 1:
         raise ValueError("--tail, --repeats and --trials must be at least 1")
     if settings.trial_minutes <= 0:
@@ -227,13 +229,14 @@ def check_settings(settings: TuneSettings) -> TrainConfig:
         raise ValueError("--data is required: the dataset .pkl written by `prodet convert`")
     if not Path(config.data).is_file():
         raise ValueError(f"--data {config.data}: no such file")
-    _, val_ids = resolve_splits(load_dataset(config.data), config)
+    voc = load_dataset(config.data)
+    _, val_ids = resolve_splits(voc, config)
     if not val_ids:
         raise ValueError(
             f"tune ranks trials on validation mAP, but val_split={config.val_split!r} leaves "
             "no validation images: use a dataset split or val_split val (carved from training)"
         )
-    return config
+    return config, voc
 
 
 @dataclass(frozen=True)
@@ -248,7 +251,7 @@ class TuneResult:
 def run_tune(settings: TuneSettings) -> TuneResult:
     """Check the settings, run ``settings.trials`` trials of the study (created or
     continued), then write ``best.yaml``, ``trials.csv`` and the plots into ``settings.out``."""
-    base = check_settings(settings)
+    base, voc = check_settings(settings)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     url = settings.storage or f"sqlite:///{(out / 'study.db').resolve()}"
@@ -265,7 +268,7 @@ def run_tune(settings: TuneSettings) -> TuneResult:
     trial_root = out / "trials" / name
     try:
         study.optimize(
-            _objective(settings, trial_root, storage),
+            _objective(settings, trial_root, storage, voc),
             n_trials=settings.trials,
             gc_after_trial=True,
             catch=(ValueError, RuntimeError),  # a configuration that fails is one failed trial
@@ -278,8 +281,9 @@ def run_tune(settings: TuneSettings) -> TuneResult:
 
 
 def _objective(
-    settings: TuneSettings, trial_root: Path, storage: RDBStorage
+    settings: TuneSettings, trial_root: Path, storage: RDBStorage, voc: VocDataset
 ) -> Callable[[optuna.Trial], float]:
+    """Each trial trains on ``voc``, the dataset loaded once for the whole process."""
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def objective(trial: optuna.Trial) -> float:
@@ -306,7 +310,7 @@ def _objective(
                 else None
             )
             try:
-                result = fit(config, progress=False, on_epoch=reporter)
+                result = fit(config, progress=False, on_epoch=reporter, voc=voc)
             finally:
                 if not settings.keep_checkpoints:
                     for checkpoint in out.glob("*.pt"):
