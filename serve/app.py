@@ -3,6 +3,8 @@
 Start-up loads and warms the model (unless a loaded ``ModelRunner`` is passed in, as
 ``prodet serve`` does so that a broken model stops it before it binds the port), starts
 the micro-batcher, and on Unix installs a SIGHUP handler that hot-reloads the model.
+A Ray Serve replica (``serve/ray_serve.py``) builds the same app with an extra readiness
+condition and a response header naming the replica.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -23,7 +25,8 @@ from prodet.serve.body_limit import BodyLimitMiddleware
 from prodet.serve.errors import ApiError, install_error_handlers
 from prodet.serve.metrics import MetricsMiddleware, ServiceMetrics
 from prodet.serve.model_runner import ModelRunner
-from prodet.serve.ops import ops_router
+from prodet.serve.ops import ReadinessCheck, ops_router
+from prodet.serve.response_headers import ResponseHeadersMiddleware
 from prodet.serve.routes import admin_router, detect_router, model_router
 from prodet.serve.service import Service, load_runner
 from prodet.serve.settings import Settings
@@ -50,8 +53,22 @@ def _install_sighup(service: Service) -> None:
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
 
 
-def create_app(settings: Settings, runner: ModelRunner | None = None) -> FastAPI:
-    """The service for ``settings``; ``runner`` is an already loaded model, if any."""
+def create_app(
+    settings: Settings,
+    runner: ModelRunner | None = None,
+    *,
+    readiness: ReadinessCheck | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> FastAPI:
+    """The service for ``settings``.
+
+    Args:
+        settings: the validated settings.
+        runner: an already loaded model, if any (else start-up loads it).
+        readiness: a further condition of ``/readyz`` beyond this app's own model and
+            batcher (a Ray Serve replica: every replica of the deployment is running).
+        headers: added to every response (a Ray Serve replica: its name and pid).
+    """
     metrics = ServiceMetrics()
 
     @asynccontextmanager
@@ -74,6 +91,7 @@ def create_app(settings: Settings, runner: ModelRunner | None = None) -> FastAPI
         lifespan=lifespan,
     )
     app.state.metrics = metrics
+    app.state.readiness = readiness
     install_error_handlers(app, retry_after_s=settings.retry_after_s)
     for router in (ops_router, detect_router, model_router, admin_router):
         app.include_router(router)
@@ -86,4 +104,6 @@ def create_app(settings: Settings, runner: ModelRunner | None = None) -> FastAPI
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if headers:
+        app.add_middleware(ResponseHeadersMiddleware, headers=headers)
     return app

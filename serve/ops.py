@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -12,6 +13,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prodet.serve.metrics import ServiceMetrics
 from prodet.serve.schemas import Status
 from prodet.serve.service import Service
+
+ReadinessCheck = Callable[[], Awaitable[str | None]]
+"""A further condition of ``/readyz``: ``None`` when met, else why not."""
 
 ops_router = APIRouter(tags=["operations"])
 
@@ -31,14 +35,26 @@ async def healthz() -> dict[str, Any]:
 @ops_router.get(
     "/readyz",
     response_model=Status,
+    response_model_exclude_none=True,
     responses={503: {"model": Status, "description": "not ready"}},
 )
 async def readyz(request: Request) -> Any:
-    """A checked, warmed-up model is loaded and requests are being batched."""
+    """A checked, warmed-up model is loaded and requests are being batched.
+
+    Under Ray Serve (``prodet serve --ray``) also: every replica of the deployment runs.
+    """
     service = _service(request)
     if service is None or not service.ready:
-        return JSONResponse({"status": "not_ready"}, status_code=503, headers={"Retry-After": "1"})
+        return _not_ready(None)
+    readiness: ReadinessCheck | None = getattr(request.app.state, "readiness", None)
+    if readiness is not None and (reason := await readiness()) is not None:
+        return _not_ready(reason)
     return {"status": "ready", "model_version": service.runner.version}
+
+
+def _not_ready(reason: str | None) -> JSONResponse:
+    body = {"status": "not_ready"} if reason is None else {"status": "not_ready", "detail": reason}
+    return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
 
 
 @ops_router.get("/metrics", response_class=Response)

@@ -98,3 +98,4 @@ class Status(_Schema):
 
     status: str
     model_version: str | None = None
+    detail: str | None = Field(None, description="why not ready, when that is known")
