@@ -28,18 +28,28 @@ class DecodedImage:
             was applied), the frame boxes are answered in.
         region: ``x0, y0, x1, y1`` in continuous ``pixels`` coordinates where the
             original image lies: ``(0, 0, w, h)`` for a full decode.
+        orientation: the EXIF orientation applied to the stored pixels (``1``: none, or
+            not asked for); ``annotations.orientation.INVERSE`` maps boxes back to the
+            stored layout, the one annotations are made on.
     """
 
     pixels: np.ndarray
     format: str
     size: tuple[int, int]
     region: tuple[float, float, float, float]
+    orientation: int = 1
 
     @classmethod
-    def full(cls, pixels: np.ndarray, image_format: str) -> DecodedImage:
+    def full(cls, pixels: np.ndarray, image_format: str, orientation: int = 1) -> DecodedImage:
         """An image decoded at its own size."""
         height, width = pixels.shape[:2]
-        return cls(pixels, image_format, (width, height), (0.0, 0.0, float(width), float(height)))
+        return cls(
+            pixels,
+            image_format,
+            (width, height),
+            (0.0, 0.0, float(width), float(height)),
+            orientation,
+        )
 
     @property
     def width(self) -> int:

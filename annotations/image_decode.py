@@ -193,13 +193,14 @@ def decode_image(
             f"the {image_format} image is truncated or damaged ({type(exc).__name__}: {exc})"
         ) from None
     if region is None:
-        return DecodedImage.full(pixels, image_format)
+        return DecodedImage.full(pixels, image_format, orientation)
     stored = (image.size[0], image.size[1])
     return DecodedImage(
         pixels,
         image_format,
         orient_size((width, height), orientation),
         orient_box(region, stored, orientation),
+        orientation,
     )
 
 

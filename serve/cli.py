@@ -1,4 +1,8 @@
-"""``prodet serve``: the HTTP service, its options generated from ``Settings``."""
+"""``prodet serve``: the HTTP service, its options generated from ``Settings``.
+
+The options of ``--ray`` (Ray Serve replicas, ``serve/ray_cli.py``) are generated from
+``RayOptions`` the same way; plain ``prodet serve`` never imports Ray.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,10 @@ import sys
 from typing import Any, Literal, get_args, get_origin
 
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 from prodet.serve.model_runner import ModelLoadError
+from prodet.serve.ray_options import CLUSTER_EXTRA, RayOptions
 from prodet.serve.settings import Settings
 
 _SERVE_DESCRIPTION = (
@@ -20,12 +26,22 @@ _SERVE_DESCRIPTION = (
 
 def _serve_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prodet serve", description=_SERVE_DESCRIPTION)
-    for name, field in Settings.model_fields.items():
+    _add_options(parser, Settings)
+    ray_group = parser.add_argument_group(
+        "Ray Serve", f"replicas on a Ray cluster, with --ray (needs {CLUSTER_EXTRA})"
+    )
+    _add_options(ray_group, RayOptions)
+    return parser
+
+
+def _add_options(parser: argparse._ActionsContainer, model: type[BaseSettings]) -> None:
+    """One option per field of ``model``, with its environment variable and default."""
+    for name, field in model.model_fields.items():
         flag = "--" + name.replace("_", "-")
         env = f"PRODET_{name.upper()}"
         if field.is_required():
             default = "required"
-        elif name == "api_key":
+        elif field.get_default() is None:
             default = "default: none"
         else:
             default = f"default {field.get_default(call_default_factory=True)!r}"
@@ -38,7 +54,6 @@ def _serve_parser() -> argparse.ArgumentParser:
         else:
             kwargs["metavar"] = name.upper()
         parser.add_argument(flag, **kwargs)
-    return parser
 
 
 def _settings_error(exc: ValidationError) -> str:
@@ -52,16 +67,25 @@ def _settings_error(exc: ValidationError) -> str:
 
 def serve_main(argv: list[str]) -> int:
     """``prodet serve``: load, check and warm up the model, then serve until interrupted."""
-    args = _serve_parser().parse_args(argv)
+    values = vars(_serve_parser().parse_args(argv))
     try:
-        settings = Settings(**vars(args))
+        settings = Settings(**{k: v for k, v in values.items() if k in Settings.model_fields})
+        options = RayOptions(**{k: v for k, v in values.items() if k in RayOptions.model_fields})
     except ValidationError as exc:
         print(f"prodet serve: {_settings_error(exc)}", file=sys.stderr)
+        return 2
+    if not options.ray and options.cluster_only_fields():
+        flags = ", ".join("--" + name.replace("_", "-") for name in options.cluster_only_fields())
+        print(f"prodet serve: {flags} only apply with --ray", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings.warn_if_exposed()
+    if options.ray:
+        from prodet.serve.ray_cli import serve_on_ray
+
+        return serve_on_ray(settings, options)
     import uvicorn
 
     from prodet.serve.app import create_app

@@ -45,7 +45,7 @@ class RayOptions(BaseSettings):
         "prodet", min_length=1, description="the Ray Serve application's name"
     )
     replicas: int | None = Field(
-        None, ge=1, description="a fixed number of replicas (default 1; or autoscale)"
+        None, ge=1, description="a fixed number of replicas (1 when not autoscaling)"
     )
     min_replicas: int | None = Field(
         None, ge=1, description="autoscaling: the fewest replicas (with --max-replicas)"
