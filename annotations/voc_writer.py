@@ -3,7 +3,9 @@
 Boxes come in the dataset's convention (``x1, y1, x2, y2``, 0-based continuous pixels,
 see ``annotations.schema``) and are written as VOC's 1-based inclusive integers through
 ``annotations.boxes.xyxy_to_voc``, rounded to the nearest pixel, so that reading a file
-back (``voc_to_xyxy``) returns every box within half a pixel.
+back (``voc_to_xyxy``) returns every box within half a pixel. Texts (class names, file
+name, path) are escaped as ``annotations.xml_text`` says, so any name can be written and
+``voc_xml`` reads it back unchanged; names XML can hold as they are stay as they are.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from lxml import etree
 
 from prodet.annotations.boxes import xyxy_to_voc
+from prodet.annotations.xml_text import escape_xml_text
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,9 @@ class VocObject:
             the image border or by an occluder).
         difficult: VOC's flag: hard to recognise; evaluation ignores the object.
         pose: VOC's pose (``"Unspecified"`` as LabelImg writes it).
+        score: a detector's confidence, written as a non-standard ``<score>`` child of the
+            ``<object>`` when given (LabelImg, CVAT's importer and ``voc_xml`` read their
+            children by tag and ignore it; LabelImg drops it when it saves the file).
     """
 
     name: str
@@ -36,6 +42,7 @@ class VocObject:
     truncated: bool = False
     difficult: bool = False
     pose: str = "Unspecified"
+    score: float | None = None
 
 
 def voc_box(
@@ -63,7 +70,7 @@ def voc_box(
 
 def _child(parent: etree._Element, tag: str, text: str | int) -> etree._Element:
     el = etree.SubElement(parent, tag)
-    el.text = str(text)
+    el.text = escape_xml_text(text) if isinstance(text, str) else str(text)
     return el
 
 
@@ -118,6 +125,8 @@ def annotation_xml(
         _child(el, "pose", obj.pose)
         _child(el, "truncated", int(obj.truncated))
         _child(el, "difficult", int(obj.difficult))
+        if obj.score is not None:
+            _child(el, "score", f"{obj.score:.5f}")
         bndbox = etree.SubElement(el, "bndbox")
         for tag, value in zip(
             ("xmin", "ymin", "xmax", "ymax"), (xmin, ymin, xmax, ymax), strict=True

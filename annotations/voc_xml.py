@@ -7,7 +7,9 @@ ymax`` order, relaxed Kaggle VOC (objects with only ``name`` and ``bndbox``), GB
 UTF-8-with-BOM encodings, numeric character references.
 
 Coordinates are returned exactly as written (VOC's 1-based pixel indices, possibly
-float); conversion to the dataset's box convention happens in ``boxes.py``.
+float); conversion to the dataset's box convention happens in ``boxes.py``. Class names and
+``<filename>`` are unescaped (``annotations.xml_text``: ``_xHHHH_`` is the character
+``U+HHHH``), so names that XML cannot hold, written by ``voc_writer``, come back as they were.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from lxml import etree
+
+from prodet.annotations.xml_text import unescape_xml_text
 
 
 class VocFormatError(ValueError):
@@ -148,7 +152,7 @@ def _size(size: etree._Element | None) -> tuple[int | None, int | None]:
 
 def _read_object(index: int, obj: etree._Element) -> RawObject | ObjectIssue:
     fields = _first_children(obj, _OBJECT_TAGS)
-    name = _text(fields.get("name"))
+    name = unescape_xml_text(_text(fields.get("name")))
     if not name:
         return ObjectIssue(index, "object has no <name>")
     bndbox = fields.get("bndbox")
@@ -234,7 +238,7 @@ def parse_voc_xml(data: bytes, source: str) -> RawAnnotation:
         )
     width, height = _size(size_el)
     return RawAnnotation(
-        filename=_text(filename_el),
+        filename=unescape_xml_text(_text(filename_el)),
         width=width,
         height=height,
         objects=tuple(objects),

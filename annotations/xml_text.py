@@ -15,8 +15,9 @@ as it is (LabelImg and CVAT show them and save them back unchanged):
 * a character that XML 1.0 cannot hold, a carriage return, and whitespace at either end
   of the text (what ``str.strip`` removes) become ``_xHHHH_``, ``HHHH`` its code point
   in four upper-case hex digits (every such character is below ``U+10000``);
-* a literal ``_x`` followed by four hex digits and ``_`` gets its underscore escaped
-  (``_x005F_``), so the reader never mistakes the original text for an escape;
+* an underscore followed by ``x`` and four hex digits is escaped itself (``_x005F_``),
+  whatever follows them, so the reader never mistakes the original text, or the original
+  text followed by an escape, for an escape;
 * every other character is written as it is.
 
 ``unescape_xml_text`` undoes it. A file written by another tool whose text happens to
@@ -28,6 +29,7 @@ from __future__ import annotations
 import re
 
 _ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+_ESCAPE_LIKE = re.compile(r"_(?=x[0-9A-Fa-f]{4})")
 # Characters XML 1.0 cannot hold (section 2.2), plus the carriage return.
 _NOT_XML = re.compile("[^\t\n\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|\r")
 
@@ -39,7 +41,7 @@ def _code(char: str) -> str:
 def escape_xml_text(text: str) -> str:
     """``text`` with what XML cannot hold, or would not give back, as ``_xHHHH_``."""
     if "_x" in text:
-        text = _ESCAPE.sub(lambda m: "_x005F_" + m.group(0)[1:], text)
+        text = _ESCAPE_LIKE.sub("_x005F_", text)
     text = _NOT_XML.sub(lambda m: _code(m.group(0)), text)
     stripped = text.strip()
     if stripped == text:
