@@ -20,20 +20,24 @@ from prodet.serve.ray_options import CLUSTER_EXTRA, RayOptions, replica_settings
 from prodet.serve.settings import Settings
 
 
-def _error(message: str) -> None:
+def _say(message: str) -> None:
     print(f"prodet serve: {message}", file=sys.stderr)
 
 
 def serve_on_ray(settings: Settings, options: RayOptions) -> int:
     """Deploy on Ray Serve and serve until interrupted; returns the exit status."""
     if settings.port == 0:
-        _error("--ray needs a fixed --port: Ray Serve's proxy cannot pick a free one")
+        _say("--ray needs a fixed --port: Ray Serve's proxy cannot pick a free one")
         return 2
     try:
         import ray  # noqa: F401  (only whether it is installed)
         from ray import serve  # noqa: F401
     except ImportError as exc:
-        _error(f"--ray needs Ray Serve, which is not installed ({exc}); install: {CLUSTER_EXTRA}")
+        missing = exc.name or str(exc)
+        _say(
+            f"--ray needs Ray Serve, which is not installed ({missing!r} is missing); "
+            f"install the cluster extra: {CLUSTER_EXTRA}"
+        )
         return 2
     from prodet.serve.ray_cluster import (
         RayClusterError,
@@ -52,14 +56,14 @@ def serve_on_ray(settings: Settings, options: RayOptions) -> int:
     try:
         runner = load_runner(replica_settings(settings, options))
     except ModelLoadError as exc:
-        _error(str(exc))
+        _say(str(exc))
         return 1
-    _error(f"{runner.model_id} version {runner.version} checked; each replica loads its own")
+    _say(f"{runner.model_id} version {runner.version} checked; each replica loads its own")
     del runner
     try:
         cluster = connect(options.ray_address)
     except RayClusterError as exc:
-        _error(str(exc))
+        _say(str(exc))
         return 1
     # Ray's driver turns SIGTERM into sys.exit; make it a Ctrl-C so the cleanup below runs.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -67,7 +71,7 @@ def serve_on_ray(settings: Settings, options: RayOptions) -> int:
     try:
         if cluster.started_here:
             check_capacity(options)
-        start_http(settings)
+        url = start_http(settings)
         deploy(build_application(settings, options), options.ray_app_name)
         wait_until_ready(options.ray_app_name, options.ray_ready_timeout_s)
         scaling = (
@@ -75,17 +79,20 @@ def serve_on_ray(settings: Settings, options: RayOptions) -> int:
             if options.autoscaling
             else f"{options.initial_replicas} replica(s)"
         )
-        _error(
-            f"serving on http://{settings.host}:{settings.port} with Ray Serve on the "
+        _say(
+            f"serving on {url} with Ray Serve on the "
             f"{cluster.address} cluster, {scaling} ({replica_summary(options.ray_app_name)}); "
             "Ctrl-C stops"
         )
         watch(options.ray_app_name)
     except KeyboardInterrupt:
-        _error("stopping")
+        _say("stopping")
     except RayClusterError as exc:
-        _error(str(exc))
+        _say(str(exc))
         status = 1
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the cleanup short and leave Ray running.
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop_signal, signal.SIG_IGN)
         leave(cluster, options.ray_app_name)
     return status

@@ -72,13 +72,23 @@ def connect(address: str | None) -> Cluster:
 
     quiet = logging.WARNING
     if address is None:
-        ray.init(address="local", include_dashboard=False, logging_level=quiet)
+        try:
+            ray.init(address="local", include_dashboard=False, logging_level=quiet)
+        except Exception as exc:  # no space for its object store, ports in use, ...
+            raise RayClusterError(f"cannot start a local Ray cluster: {exc}") from None
         return Cluster("local", started_here=True)
     if address != "auto":
         check_reachable(address)
     try:
         ray.init(address=address, logging_level=quiet)
-    except Exception as exc:  # ConnectionError, version mismatch, ...: all name the address
+    except ConnectionError as exc:
+        if address == "auto":
+            raise RayClusterError(
+                "cannot join a Ray cluster at 'auto': none runs on this machine (start one "
+                "with `ray start --head`, or give --ray-address ray://HOST:PORT)"
+            ) from None
+        raise RayClusterError(f"cannot join the Ray cluster at {address}: {exc}") from None
+    except Exception as exc:  # a version mismatch, a refused token, ...: name the address
         raise RayClusterError(f"cannot join the Ray cluster at {address}: {exc}") from None
     return Cluster(address, started_here=False)
 
@@ -104,11 +114,34 @@ def check_capacity(options: RayOptions) -> None:
             )
 
 
-def start_http(settings: Settings) -> None:
-    """Start Serve's HTTP proxy on ``settings.host:port`` (if Serve is not running yet)."""
+def start_http(settings: Settings) -> str:
+    """Start Serve with its HTTP proxies on ``settings.host:port``; returns the URL in effect.
+
+    Serve's HTTP options belong to the cluster and are fixed when Serve first starts there:
+    on a cluster where it already runs, its own host and port stay (and a warning says so).
+    """
     from ray import serve
 
     serve.start(http_options={"host": settings.host, "port": settings.port})
+    host, port = settings.host, settings.port
+    try:  # the options in effect are only on Serve's (private) controller client
+        from ray.serve.context import _get_global_client
+
+        client = _get_global_client()
+        if client is not None:
+            host, port = str(client.http_config.host), int(client.http_config.port)
+    except Exception as exc:
+        logger.debug("cannot read Serve's HTTP options: %s", exc)
+    if (host, port) != (settings.host, settings.port):
+        logger.warning(
+            "Ray Serve already runs on this cluster with HTTP on %s:%d; --host %s --port %d "
+            "do not apply",
+            host,
+            port,
+            settings.host,
+            settings.port,
+        )
+    return f"http://{host}:{port}"
 
 
 def deploy(application: Application, app_name: str) -> None:
@@ -134,11 +167,12 @@ def wait_until_ready(app_name: str, timeout_s: float, poll_s: float = 0.5) -> No
         status = serve.status()
         app = status.applications.get(app_name)
         if app is not None and app.status.value == "DEPLOY_FAILED":
-            lines = [line for line in app.message.splitlines() if line.strip()]
-            logger.error("deploying %s failed: %s", app_name, app.message)
-            raise RayClusterError(
-                f"deploying {app_name!r} on Ray failed: {lines[-1] if lines else 'no reason'}"
-            )
+            overview = app.deployments.get(DEPLOYMENT_NAME)
+            message = overview.message if overview is not None else app.message
+            # The message ends with the replica's traceback; its last line is the error.
+            lines = [line for line in message.splitlines() if line.strip()] or [app.message]
+            logger.debug("deploying %s failed: %s", app_name, message)
+            raise RayClusterError(f"deploying {app_name!r} on Ray failed: {lines[-1]}")
         reason = deployment_readiness(status, app_name, DEPLOYMENT_NAME)
         if reason is None:
             return

@@ -144,6 +144,12 @@ def deployment_options(settings: Settings, options: RayOptions) -> dict[str, Any
         "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S,
         "graceful_shutdown_timeout_s": settings.request_timeout_s + 1,
         "max_constructor_retry_count": MAX_CONSTRUCTOR_RETRIES,
+        # Ray Serve's replica log, with a line per request as uvicorn's access log has
+        # at the info level and below.
+        "logging_config": {
+            "log_level": settings.log_level.upper(),
+            "enable_access_log": settings.log_level in ("info", "debug"),
+        },
     }
     if options.autoscaling:
         values["autoscaling_config"] = {

@@ -2,11 +2,11 @@
 
 Each replica builds the very app plain ``prodet serve`` runs (``create_app``: the same
 routes, schemas, limits, API key, metrics and upload page) on its own onnxruntime
-session, ``Service`` and micro-batcher. Ray Serve 2.60 calls ``__serve_build_asgi_app__``
-after the constructor and then runs the app's lifespan in the replica
-(``ReplicaBase._initialize_asgi_callable``), so the model loads, is checked and warmed up
-and the batcher starts before the replica counts as running; the lifespan's shutdown
-stops the batcher when the replica stops.
+session, ``Service`` and micro-batcher. The constructor loads, checks and warms up the
+model; Ray Serve 2.60 then calls ``__serve_build_asgi_app__`` and runs the app's lifespan
+in the replica (``UserCallableWrapper._initialize_asgi_callable``), which starts the
+batcher, all before the replica counts as running; the lifespan's shutdown stops the
+batcher when the replica stops.
 
 A replica adds two things to the app: ``/readyz`` also asks the Serve controller whether
 every replica of the deployment runs (503 with the replicas' states until then), and
@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from prodet.serve.app import create_app
+from prodet.serve.model_runner import ModelRunner
 from prodet.serve.ray_options import RayOptions, deployment_options, replica_settings
+from prodet.serve.service import load_runner
 from prodet.serve.settings import Settings
 
 if TYPE_CHECKING:
@@ -74,30 +76,37 @@ def deployment_readiness(status: ServeStatus, app_name: str, deployment: str) ->
         return f"application {app_name!r} ({app.status.value}) has no deployment {deployment!r} yet"
     if overview.status.value in _READY_STATUSES:
         return None
-    states = ", ".join(f"{count} {state}" for state, count in sorted(overview.replica_states.items()))
+    states = ", ".join(
+        f"{count} {state}" for state, count in sorted(overview.replica_states.items())
+    )
     reason = f"deployment {deployment} is {overview.status.value} (replicas: {states or 'none'})"
     return f"{reason}: {overview.message}" if overview.message else reason
 
 
 class DeploymentReadiness:
-    """``/readyz``'s cluster condition, asked of the Serve controller at most once a second."""
+    """``/readyz``'s cluster condition, asked of the Serve controller.
+
+    A "ready" answer is reused for ``max_age_s`` (probes may come often); "not ready" is
+    asked again every time, so ``/readyz`` turns 200 as soon as the last replica runs.
+    """
 
     def __init__(self, app_name: str, deployment: str, *, max_age_s: float = 1.0) -> None:
         self.app_name = app_name
         self.deployment = deployment
         self.max_age_s = max_age_s
-        self._reason: str | None = "not asked yet"
-        self._asked_at = -math.inf
+        self._ready_at = -math.inf
         self._lock = asyncio.Lock()
 
     async def __call__(self) -> str | None:
         """``None`` when every replica runs, else why not."""
         async with self._lock:
-            if time.monotonic() - self._asked_at >= self.max_age_s:
-                # serve.status() blocks on the controller; keep the event loop serving.
-                self._reason = await asyncio.to_thread(self._ask)
-                self._asked_at = time.monotonic()
-            return self._reason
+            if time.monotonic() - self._ready_at < self.max_age_s:
+                return None
+            # serve.status() blocks on the controller; keep the event loop serving.
+            reason = await asyncio.to_thread(self._ask)
+            if reason is None:
+                self._ready_at = time.monotonic()
+            return reason
 
     def _ask(self) -> str | None:
         from ray import serve
@@ -118,16 +127,20 @@ class ProdetReplica:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         self._settings = settings
+        # Loaded here rather than in the app's lifespan, so that a model the replica cannot
+        # serve fails its constructor and Ray Serve reports the ModelLoadError itself.
+        self._runner: ModelRunner | None = load_runner(settings)
         self._app: FastAPI | None = None
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        """The replica's app; Ray Serve runs its lifespan (model load, batcher) next."""
+        """The replica's app; Ray Serve runs its lifespan (which starts the batcher) next."""
         from ray import serve
 
         context = serve.get_replica_context()
         headers = {REPLICA_HEADER: context.replica_tag, REPLICA_PID_HEADER: str(os.getpid())}
         readiness = DeploymentReadiness(context.app_name, context.deployment)
-        self._app = create_app(self._settings, readiness=readiness, headers=headers)
+        runner, self._runner = self._runner, None  # the app's Service holds it from now on
+        self._app = create_app(self._settings, runner, readiness=readiness, headers=headers)
         logger.info("replica %s (pid %d) builds its app", context.replica_tag, os.getpid())
         return self._app
 
@@ -147,7 +160,7 @@ def build_application(settings: Settings, options: RayOptions) -> Application:
     from ray import serve
 
     ingress = serve.ingress()(ProdetReplica)
-    deployment = serve.deployment(ingress, **deployment_options(settings, options))
+    deployment = serve.deployment(**deployment_options(settings, options))(ingress)
     return deployment.bind(replica_settings(settings, options))
 
 
