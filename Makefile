@@ -40,6 +40,10 @@ bench: install
 	$(PY) bench/export_speed.py out/bench-train/commodity_voc-ssd-15min/best.pt out/bench-train/commodity_voc-fast_rcnn-15min/best.pt --proposals default,100 --write BENCHMARKS.md
 	$(VENV)/bin/prodet export out/bench-train/commodity_voc-ssd-15min/best.pt -o out/commodity-ssd.onnx
 	$(PY) bench/serve_load.py --model out/commodity-ssd.onnx --naive-checkpoint out/bench-train/commodity_voc-ssd-15min/best.pt --image $(SHARED)/commodity_voc/JPEGImages/000005.jpg --camera out/camera200 --write BENCHMARKS.md
+	# Ray Serve replicas against one process; fast against full JPEG decoding (demo model, noise floor)
+	$(PY) bench/ray_serve_load.py --model out/commodity-ssd.onnx --image $(SHARED)/commodity_voc/JPEGImages/000005.jpg --write BENCHMARKS.md
+	test -f out/demo/model.onnx || $(VENV)/bin/prodet demo --out out/demo
+	$(PY) bench/box_agreement.py --model out/demo/model.onnx --camera out/camera200 --write BENCHMARKS.md
 	# prodet predict on a folder: in process against Ray Data actors (500 commodity variants)
 	$(PY) bench/batch_predict.py --model out/commodity-ssd.onnx --images $(SHARED)/commodity_voc/JPEGImages --count 500 --repeats 3 --write BENCHMARKS.md
 
