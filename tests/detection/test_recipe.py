@@ -102,8 +102,9 @@ def test_large_objects_on_a_larger_set_with_and_without_a_budget():
     assert (values["epochs"], values["ema_decay"]) == (40, 0.994)
     budget = Budget(max_minutes=15.0, epochs=None, cpus=2)
     values = chosen(auto_recipe(stats, budget, TrainConfig(), frozenset()))
-    # 16 img/s at 224 px for 900 s = 1800 steps of 8: decay 1 - 1/180.
-    assert (values["epochs"], values["ema_decay"]) == (10000, 0.9944)
+    # 16 img/s at 224 px for 900 s = 1800 steps of 8 (the budget ends the run before 80
+    # epochs = 3360 steps): decay 1 - 1/180.
+    assert (values["epochs"], values["ema_decay"]) == (80, 0.9944)
 
 
 def test_budget_steps_scale_with_input_area_and_the_pyramid():
@@ -111,10 +112,16 @@ def test_budget_steps_scale_with_input_area_and_the_pyramid():
     rate = estimated_images_per_second("ssd", 320, True)
     assert rate == pytest.approx(16.0 * (224 / 320) ** 2 * 0.86)
     budget = Budget(max_minutes=15.0, epochs=None, cpus=2)
+    # 400 images (60 carved for validation): 42 steps an epoch, so the budget binds first.
+    larger = synthetic_stats(400, SMALL_OBJECTS, side=480)
+    values = chosen(auto_recipe(larger, budget, TrainConfig(), frozenset()))
+    steps = 900 * rate / 8  # 758.6 in the budget
+    assert values["ema_decay"] == round(1 - 1 / (0.1 * steps), 4) == 0.9868
     stats = synthetic_stats(71, SMALL_OBJECTS, side=480)
     values = chosen(auto_recipe(stats, budget, TrainConfig(), frozenset()))
-    steps = 900 * rate / 8  # 758.6
-    assert values["ema_decay"] == round(1 - 1 / (0.1 * steps), 4) == 0.9868
+    # 71 images (no validation carved), batch 8: 8 steps an epoch, so 80 epochs = 640
+    # steps come before the budget's 758.6: the decay averages 64 of them.
+    assert (values["epochs"], values["ema_decay"]) == (80, round(1 - 1 / 64, 4))
     short = Budget(max_minutes=2.0, epochs=None, cpus=2)  # about 100 steps: no EMA
     values = chosen(auto_recipe(stats, short, TrainConfig(), frozenset()))
     assert values["ema"] is False and "ema_decay" not in values
