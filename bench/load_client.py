@@ -15,6 +15,7 @@ client ``k`` starts at request ``k`` and goes through them in turn.
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,21 @@ class LevelStats:
     latencies: list[float]
     statuses: dict[int, int]
     wall_s: float
+
+    @property
+    def images_per_s(self) -> float:
+        """Answered requests per second of the level's wall time."""
+        return len(self.latencies) / self.wall_s
+
+    def latency_ms(self, q: float) -> float:
+        """The ``q`` quantile of the answered requests' latency in ms (0.5: the median);
+        NaN when none was answered."""
+        ms = sorted(v * 1000 for v in self.latencies)
+        if not ms:
+            return float("nan")
+        if q == 0.5:
+            return statistics.median(ms)
+        return ms[min(len(ms) - 1, int(q * len(ms)))]
 
     @property
     def errors(self) -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -44,19 +43,14 @@ class Row:
 
     @property
     def images_per_s(self) -> float:
-        return len(self.stats.latencies) / self.stats.wall_s
+        return self.stats.images_per_s
 
     def markdown(self) -> str:
-        ms = sorted(v * 1000 for v in self.stats.latencies)
-
-        def at(q: float) -> float:
-            return ms[min(len(ms) - 1, int(q * len(ms)))] if ms else float("nan")
-
-        p50 = statistics.median(ms) if ms else float("nan")
+        st = self.stats
         return (
-            f"| {self.server} | {self.clients} | {self.stats.wall_s:.0f} | {len(ms)} | "
-            f"{self.images_per_s:.1f} | {p50:.1f} | {at(0.95):.1f} | {at(0.99):.1f} | "
-            f"{self.stats.refused} | {self.stats.errors} |"
+            f"| {self.server} | {self.clients} | {st.wall_s:.0f} | {len(st.latencies)} | "
+            f"{st.images_per_s:.1f} | {st.latency_ms(0.5):.1f} | {st.latency_ms(0.95):.1f} | "
+            f"{st.latency_ms(0.99):.1f} | {st.refused} | {st.errors} |"
         )
 
 

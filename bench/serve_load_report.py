@@ -11,7 +11,6 @@ import argparse
 import datetime as dt
 import os
 import shlex
-import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,21 +57,19 @@ class Level:
 
     @property
     def images_per_s(self) -> float:
-        return len(self.stats.latencies) / self.stats.wall_s
+        return self.stats.images_per_s
 
     def percentile(self, q: float) -> float:
-        ms = sorted(v * 1000 for v in self.stats.latencies)
-        return ms[min(len(ms) - 1, int(q * len(ms)))] if ms else float("nan")
+        return self.stats.latency_ms(q)
 
     def row(self) -> str:
-        ms = [v * 1000 for v in self.stats.latencies]
-        p50 = statistics.median(ms) if ms else float("nan")
+        st = self.stats
         batch = "-" if self.mean_batch != self.mean_batch else f"{self.mean_batch:.2f}"
         return (
-            f"| {self.server} | {self.clients} | {self.stats.wall_s:.0f} | {len(ms)} | "
-            f"{self.images_per_s:.1f} | {p50:.1f} | {self.percentile(0.95):.1f} | "
-            f"{self.percentile(0.99):.1f} | {batch} | {self.stats.refused} | "
-            f"{self.stats.errors} | {self.peak_rss_mib:.0f} |"
+            f"| {self.server} | {self.clients} | {st.wall_s:.0f} | {len(st.latencies)} | "
+            f"{st.images_per_s:.1f} | {st.latency_ms(0.5):.1f} | {st.latency_ms(0.95):.1f} | "
+            f"{st.latency_ms(0.99):.1f} | {batch} | {st.refused} | {st.errors} | "
+            f"{self.peak_rss_mib:.0f} |"
         )
 
 

@@ -234,8 +234,16 @@ def predict_main(argv: list[str]) -> int:
         except ClusterError as exc:
             print(f"prodet predict: {exc}", file=sys.stderr)
             return 2
+    # With Ray the actors run the model on --provider; this process only checks the file and
+    # reads its metadata, so it holds a one-thread CPU session (no GPU taken on the driver).
+    on_ray = args.ray_address is not None
     try:
-        runner = ModelRunner.load(args.model, provider=args.provider, warmup_batch=1)
+        runner = ModelRunner.load(
+            args.model,
+            provider="cpu" if on_ray else args.provider,
+            warmup_batch=1,
+            intra_op_threads=1 if on_ray else 0,
+        )
     except ModelLoadError as exc:
         print(f"prodet predict: {exc}", file=sys.stderr)
         return 1
