@@ -22,11 +22,10 @@ from prodet.detection.config import (
     yaml_keys,
 )
 from prodet.detection.dataset_stats import DatasetStats, dataset_stats
-from prodet.detection.recipe import (
+from prodet.detection.recipe import auto_recipe, choose_splits
+from prodet.detection.recipe_rules import (
     Budget,
     Choice,
-    auto_recipe,
-    choose_splits,
     estimated_images_per_second,
     second_map_floor,
 )

@@ -1,0 +1,159 @@
+"""What N cores can reach on camera photos: the CPU cost of each serving stage, one core.
+
+``bench/serve_load.py`` measures whole servers under load; this script explains their
+ratios. On one core, one stage at a time, for each image of a camera workload it times:
+
+- the service's pre-processing with a full decode (``prepare_image(fast_jpeg=False)``,
+  what ``--no-fast-jpeg`` does) and with the reduced-size decode (``fast_jpeg=True``);
+- the reduced decode alone in Pillow (``Image.draft`` then ``load``), and in simplejpeg
+  (libjpeg-turbo's ``min_height``/``min_width`` scaling, the maintained binding issue 18
+  names) when it is installed: whether another decoder would lower the floor;
+- the model alone in onnxruntime with one intra-op thread, at batch 1 and 8.
+
+Then, for ``--cores`` cores fully used and nothing else (no HTTP, no load generator), the
+ceiling of each path is ``cores * 1000 / (pre-processing ms + model ms)`` images/s and
+the model alone's is ``cores * 1000 / model ms``; their ratios bound what any server can
+reach on this machine: fast against full decoding, and the fast path's share of raw
+onnxruntime::
+
+    python bench/decode_ceiling.py --model out/commodity-ssd.onnx --camera out/camera200 \\
+        --write BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from bench_report import load_note, run_lines, write_section
+from PIL import Image
+
+from prodet.serve.model_runner import ModelRunner
+from prodet.serve.preprocess import prepare_image
+
+MAX_PIXELS = 40_000_000
+SECTION = "## Camera photos: the CPU ceiling of fast and full decoding"
+
+
+def per_image_ms(fn: Callable[[bytes], object], images: Sequence[bytes], repeats: int) -> float:
+    """Median over ``repeats`` passes of the mean milliseconds ``fn`` takes per image."""
+    passes = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for data in images:
+            fn(data)
+        passes.append((time.perf_counter() - start) * 1000 / len(images))
+    return statistics.median(passes)
+
+
+def pillow_reduced(min_sides: tuple[int, int]) -> Callable[[bytes], object]:
+    """Pillow's DCT-scaled decode to at least ``min_sides`` (shorter, longer), no resize."""
+
+    def decode(data: bytes) -> object:
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        factor = min(min(width, height) // min_sides[0], max(width, height) // min_sides[1])
+        image.draft("RGB", (width // max(factor, 1), height // max(factor, 1)))
+        image.load()
+        return image
+
+    return decode
+
+
+def simplejpeg_reduced(min_sides: tuple[int, int]) -> Callable[[bytes], object] | None:
+    """simplejpeg's scaled decode to at least ``min_sides``, or None when not installed."""
+    try:
+        import simplejpeg  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+
+    def decode(data: bytes) -> object:
+        # the stored layout may be rotated (EXIF 6 or 8): ask the shorter side of both
+        shorter = min_sides[0]
+        return simplejpeg.decode_jpeg(data, min_height=shorter, min_width=shorter)
+
+    return decode
+
+
+def model_ms(runner: ModelRunner, batch: int, repeats: int) -> float:
+    """Milliseconds per image of the model alone at ``batch`` (median of ``repeats`` runs)."""
+    size = runner.metadata.input_size
+    rng = np.random.default_rng(0)
+    tensor = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
+    runner.run(tensor)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        runner.run(tensor)
+        times.append((time.perf_counter() - start) * 1000 / batch)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, required=True, help="ONNX model")
+    p.add_argument("--camera", type=Path, required=True, help="a `prodet synth` JPEG folder")
+    p.add_argument("--images", type=int, default=40, help="photos timed (first N)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))
+    p.add_argument("--write", type=Path, help="rewrite this section of BENCHMARKS.md")
+    args = p.parse_args(argv)
+    load = load_note()
+    paths = sorted((args.camera / "JPEGImages").glob("*.jpg")) or sorted(args.camera.glob("*.jpg"))
+    images = [path.read_bytes() for path in paths[: args.images]]
+    if not images:
+        p.error(f"--camera {args.camera}: no .jpg files (make them with `prodet synth`)")
+    runner = ModelRunner.load(args.model, provider="cpu", intra_op_threads=1)
+    meta = runner.metadata
+    floor = (meta.input_size, meta.input_size)
+    rows: list[tuple[str, float]] = []
+
+    def prepare(fast: bool) -> Callable[[bytes], object]:
+        return lambda data: prepare_image(data, meta, max_pixels=MAX_PIXELS, fast_jpeg=fast)
+
+    full = per_image_ms(prepare(False), images, args.repeats)
+    fast = per_image_ms(prepare(True), images, args.repeats)
+    rows += [("pre-processing, full decode (`--no-fast-jpeg`)", full)]
+    rows += [("pre-processing, reduced decode (default)", fast)]
+    rows += [("reduced decode alone, Pillow", per_image_ms(pillow_reduced(floor), images, 3))]
+    sj = simplejpeg_reduced(floor)
+    if sj is not None:
+        rows += [("reduced decode alone, simplejpeg", per_image_ms(sj, images, args.repeats))]
+    m1, m8 = model_ms(runner, 1, 20), model_ms(runner, 8, 5)
+    rows += [("model alone, batch 1", m1), ("model alone, batch 8", m8)]
+    model = min(m1, m8)
+    ceiling_full = args.cores * 1000 / (full + model)
+    ceiling_fast = args.cores * 1000 / (fast + model)
+    ceiling_model = args.cores * 1000 / model
+    table = "\n".join(
+        ["| stage, one core | ms per image |", "|---|---:|"]
+        + [f"| {name} | {ms:.1f} |" for name, ms in rows]
+    )
+    reading = (
+        f"Ceilings on {args.cores} cores, every core busy and nothing else running (no HTTP, "
+        f"no load generator; model at its better batch, {model:.1f} ms): full decode "
+        f"{ceiling_full:.1f} images/s, fast decode {ceiling_fast:.1f} images/s, model alone "
+        f"{ceiling_model:.1f} images/s. So no server on this machine can make fast decoding "
+        f"more than {ceiling_fast / ceiling_full:.2f}x full decoding, or reach more than "
+        f"{ceiling_fast / ceiling_model:.0%} of raw onnxruntime's model-only throughput, "
+        "on this model and workload."
+    )
+    print(table, reading, sep="\n\n", flush=True)
+    if args.write:
+        text = (
+            f"{SECTION}\n\nModel `{args.model}` (input {meta.input_size} px, onnxruntime on the "
+            f"CPU, one intra-op thread), the first {len(images)} JPEGs of `{args.camera}`.\n\n"
+            f"{table}\n\n{reading}\n\n{run_lines(load)}"
+        )
+        write_section(args.write, SECTION, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
