@@ -141,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{ceiling_full:.1f} images/s, fast decode {ceiling_fast:.1f} images/s, model alone "
         f"{ceiling_model:.1f} images/s. So no server on this machine can make fast decoding "
         f"more than {ceiling_fast / ceiling_full:.2f}x full decoding, or reach more than "
-        f"{ceiling_fast / ceiling_model:.0%} of raw onnxruntime's model-only throughput, "
-        "on this model and workload."
+        f"{ceiling_fast / ceiling_model:.0%} of the model alone's ceiling (one single-thread "
+        "session per core), on this model and workload."
     )
     print(table, reading, sep="\n\n", flush=True)
     if args.write:
