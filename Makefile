@@ -44,6 +44,7 @@ bench: install
 	$(PY) bench/ray_serve_load.py --model out/commodity-ssd.onnx --image $(SHARED)/commodity_voc/JPEGImages/000005.jpg --write BENCHMARKS.md
 	test -f out/demo/model.onnx || $(VENV)/bin/prodet demo --out out/demo
 	$(PY) bench/box_agreement.py --model out/demo/model.onnx --camera out/camera200 --write BENCHMARKS.md
+	$(PY) bench/decode_ceiling.py --model out/commodity-ssd.onnx --camera out/camera200 --write BENCHMARKS.md
 	# prodet predict on a folder: in process against Ray Data actors (500 commodity variants)
 	$(PY) bench/batch_predict.py --model out/commodity-ssd.onnx --images $(SHARED)/commodity_voc/JPEGImages --count 500 --repeats 3 --write BENCHMARKS.md
 

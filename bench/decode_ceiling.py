@@ -34,6 +34,8 @@ import numpy as np
 from bench_report import load_note, run_lines, write_section
 from PIL import Image
 
+from prodet.annotations.jpeg_draft import draft_region, reduced_size, reduction_for
+from prodet.datasets.geometry import decode_floor
 from prodet.serve.model_runner import ModelRunner
 from prodet.serve.preprocess import prepare_image
 
@@ -53,13 +55,11 @@ def per_image_ms(fn: Callable[[bytes], object], images: Sequence[bytes], repeats
 
 
 def pillow_reduced(min_sides: tuple[int, int]) -> Callable[[bytes], object]:
-    """Pillow's DCT-scaled decode to at least ``min_sides`` (shorter, longer), no resize."""
+    """The service's reduced decode alone (``annotations.jpeg_draft``), no resize."""
 
     def decode(data: bytes) -> object:
         image = Image.open(io.BytesIO(data))
-        width, height = image.size
-        factor = min(min(width, height) // min_sides[0], max(width, height) // min_sides[1])
-        image.draft("RGB", (width // max(factor, 1), height // max(factor, 1)))
+        draft_region(image, min_sides)
         image.load()
         return image
 
@@ -67,16 +67,18 @@ def pillow_reduced(min_sides: tuple[int, int]) -> Callable[[bytes], object]:
 
 
 def simplejpeg_reduced(min_sides: tuple[int, int]) -> Callable[[bytes], object] | None:
-    """simplejpeg's scaled decode to at least ``min_sides``, or None when not installed."""
+    """simplejpeg's decode at the same DCT scale as the service's, or None when not
+    installed."""
     try:
         import simplejpeg  # type: ignore[import-not-found]
     except ImportError:
         return None
 
     def decode(data: bytes) -> object:
-        # the stored layout may be rotated (EXIF 6 or 8): ask the shorter side of both
-        shorter = min_sides[0]
-        return simplejpeg.decode_jpeg(data, min_height=shorter, min_width=shorter)
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+        factor = reduction_for(width, height, min_sides)
+        w, h = reduced_size(width, height, factor)
+        return simplejpeg.decode_jpeg(data, min_height=h, min_width=w)
 
     return decode
 
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--camera {args.camera}: no .jpg files (make them with `prodet synth`)")
     runner = ModelRunner.load(args.model, provider="cpu", intra_op_threads=1)
     meta = runner.metadata
-    floor = (meta.input_size, meta.input_size)
+    floor = decode_floor(meta.input_size, meta.resize_mode)  # what the service asks for
     rows: list[tuple[str, float]] = []
 
     def prepare(fast: bool) -> Callable[[bytes], object]:
@@ -121,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     fast = per_image_ms(prepare(True), images, args.repeats)
     rows += [("pre-processing, full decode (`--no-fast-jpeg`)", full)]
     rows += [("pre-processing, reduced decode (default)", fast)]
-    rows += [("reduced decode alone, Pillow", per_image_ms(pillow_reduced(floor), images, 3))]
+    rows += [
+        ("reduced decode alone, Pillow", per_image_ms(pillow_reduced(floor), images, args.repeats))
+    ]
     sj = simplejpeg_reduced(floor)
     if sj is not None:
         rows += [("reduced decode alone, simplejpeg", per_image_ms(sj, images, args.repeats))]

@@ -177,7 +177,9 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         if self.cache != "ram":
             return False
         needed = sum(np.prod(decoded_shape(r, self.min_sides)) for r in self.records) / 2**20
-        if needed == 0 or needed > self.cache_mb:
+        if needed == 0:  # an empty split (no validation images): nothing to cache
+            return False
+        if needed > self.cache_mb:
             if self.cache_mb:
                 log.info(
                     "not caching %d decoded images: %.0f MB > cache_mb %.0f",

@@ -28,7 +28,6 @@ from prodet.annotations.schema import VocDataset
 from prodet.detection.config import TrainConfig
 from prodet.detection.dataset_stats import DatasetStats, dataset_stats
 from prodet.detection.recipe_rules import (
-    MAX_WORKERS,
     MIN_TRAIN_IMAGES,
     Budget,
     Choice,
@@ -40,7 +39,9 @@ from prodet.detection.recipe_rules import (
     choose_freezing,
     choose_input_size,
     choose_length,
+    choose_schedule,
     choose_validation,
+    choose_workers,
     config_value,
 )
 
@@ -111,25 +112,14 @@ def auto_recipe(
     s = Settings(config, explicit)
     fit_images = choose_validation(s, stats)
     steps = choose_batch_and_lr(s, fit_images)
-    s.choose(
-        "schedule",
-        "cosine",
-        "warmup then cosine over the run (fitted to --max-minutes when given): every "
-        "measured run used it",
-    )
+    choose_schedule(s)
     choose_input_size(s, stats)
     choose_feature_pyramid(s, stats)
     choose_augmentation(s)
     choose_freezing(s)
     total_steps = choose_length(s, budget, steps)
     choose_ema(s, total_steps)
-    workers = min(max(budget.cpus - 1, 0), MAX_WORKERS)
-    s.choose(
-        "workers",
-        workers,
-        f"{budget.cpus} CPU cores: one stays with the training step (max {MAX_WORKERS}); "
-        "the benchmarks used 1 loader worker on 2 cores",
-    )
+    choose_workers(s, budget)
     for choice in s.choices:
         logger.debug("recipe: %s = %r (%s)", choice.key, choice.value, choice.reason)
     return s.choices

@@ -200,6 +200,16 @@ def choose_batch_and_lr(s: Settings, fit_images: int) -> int:
     return max(fit_images // batch, 1)
 
 
+def choose_schedule(s: Settings) -> None:
+    """Choose ``schedule``: warmup then cosine, the schedule of every measured run."""
+    s.choose(
+        "schedule",
+        "cosine",
+        "warmup then cosine over the run (fitted to --max-minutes when given): every "
+        "measured run used it",
+    )
+
+
 def choose_input_size(s: Settings, stats: DatasetStats) -> None:
     """Choose ``size``: the smallest tenth of objects at ``SMALL_OBJECT_PX``, no upsampling."""
     small = stats.size_quantile(SMALL_OBJECT_QUANTILE)
@@ -339,4 +349,14 @@ def choose_ema(s: Settings, total_steps: float) -> None:
         f"averages the last {EMA_FRACTION:.0%} of about "
         f"{total_steps:.0f} steps ({horizon:.0f}; measured: 0.99 for commodity, "
         "0.995 for groceries25)",
+    )
+
+
+def choose_workers(s: Settings, budget: Budget) -> None:
+    """Choose ``workers``: every core but the training step's, at most ``MAX_WORKERS``."""
+    s.choose(
+        "workers",
+        min(max(budget.cpus - 1, 0), MAX_WORKERS),
+        f"{budget.cpus} CPU cores: one stays with the training step (max {MAX_WORKERS}); "
+        "the benchmarks used 1 loader worker on 2 cores",
     )

@@ -78,6 +78,15 @@ def test_preloaded_cache_gives_the_same_items_and_is_read_only(tiny_voc_pkl: Pat
         DetectionDataset(tiny_voc_pkl, "trainval", cache_mb=-1)
 
 
+def test_an_empty_split_preloads_nothing_and_says_nothing(
+    tiny_voc_pkl: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    empty = DetectionDataset(tiny_voc_pkl, ids=[], cache_mb=1.0)  # e.g. val_split none
+    with caplog.at_level("INFO", logger="prodet.datasets.detection_dataset"):
+        assert len(empty) == 0 and not empty.preload()
+    assert caplog.text == ""
+
+
 def test_mosaic_items_mix_other_images_of_the_split(tiny_voc_pkl: Path) -> None:
     transform = build_transform("light", size=64, mean=MEAN, std=STD, mosaic=1.0, seed=0)
     ds = DetectionDataset(tiny_voc_pkl, "trainval", transform=transform, cache_mb=1.0)
