@@ -36,6 +36,16 @@ class LevelStats:
     statuses: dict[int, int]
     wall_s: float
 
+    @classmethod
+    def combined(cls, parts: Sequence[LevelStats]) -> LevelStats:
+        """Several runs of one level as one: latencies and statuses pooled, walls added."""
+        statuses: dict[int, int] = {}
+        for part in parts:
+            for status, n in part.statuses.items():
+                statuses[status] = statuses.get(status, 0) + n
+        latencies = [v for part in parts for v in part.latencies]
+        return cls(latencies, statuses, sum(part.wall_s for part in parts))
+
     @property
     def images_per_s(self) -> float:
         """Answered requests per second of the level's wall time."""

@@ -150,16 +150,20 @@ def section(parts: list[list[str]], args: argparse.Namespace) -> str:
         "once; `in-process pipeline`: decode, resize, run and map boxes back per image, "
         "sequentially; `in-process pipelined`: the same work with the next batch decoded by "
         "one thread per core while the current batch runs), in one run on the same model. "
-        "Each client posts a photo, waits for the answer, and posts the next."
+        "The servers run side by side and take turns in interleaved rounds, so the shared "
+        "machine's drift during the run reaches every row alike. Each client posts a photo, "
+        "waits for the answer, and posts the next."
     )
+    options = f"--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms} "
+    options += f"--provider {args.provider} {args.serve_args}".rstrip()
     lines = [SECTION, "", intro, ""]
     for part in parts:
         lines += [*part, ""]
     lines += [
         f"- Model: `{args.model}`; naive peer: `{args.naive_checkpoint}`.",
-        f"- Server options: `--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms} "
-        f"--provider {args.provider} {args.serve_args}`; {args.seconds:g} s per level after a "
-        "warm-up; the load generator (bench/load_client.py) runs on the same two cores.",
+        f"- Server options: `{options}`; {args.seconds:g} s per server and level after a "
+        f"warm-up, in {args.rounds} interleaved rounds of {args.seconds / args.rounds:g} s; "
+        "the load generator (bench/load_client.py) runs on the same two cores.",
         f"- Machine: {machine_description()}; 1-minute load average "
         f"{os.getloadavg()[0]:.2f} at the end.",
         f"- Command: `python bench/serve_load.py {shlex.join(sys.argv[1:])}`",

@@ -101,6 +101,19 @@ class RawResult:
         return self.images / self.wall_s
 
 
+def combined_raw(rounds: Sequence[Sequence[RawResult]]) -> list[RawResult]:
+    """Rounds of ``raw_onnxruntime`` results as one list: images and walls added per
+    ``(label, batch)``, in the first round's order."""
+    totals: dict[tuple[str, int], RawResult] = {}
+    for results in rounds:
+        for r in results:
+            seen = totals.get((r.label, r.batch))
+            if seen is not None:
+                r = RawResult(r.label, r.batch, seen.images + r.images, seen.wall_s + r.wall_s)
+            totals[(r.label, r.batch)] = r
+    return list(totals.values())
+
+
 def _timed(label: str, batch: int, seconds: float, step) -> RawResult:
     step()  # warm-up
     images = 0

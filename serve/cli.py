@@ -89,16 +89,19 @@ def serve_main(argv: list[str]) -> int:
     import uvicorn
 
     from prodet.serve.app import create_app
-    from prodet.serve.service import load_runner
+    from prodet.serve.service import load_runner, parallelism
 
     try:
         runner = load_runner(settings)
     except ModelLoadError as exc:
         print(f"prodet serve: {exc}", file=sys.stderr)
         return 1
+    streams = parallelism(settings, on_gpu=runner.on_gpu).streams
+    threads = parallelism(settings).intra_op_threads  # what load_runner gave the session
     print(
         f"prodet serve: {runner.model_id} version {runner.version} on {runner.provider}, "
-        f"warm-up {runner.warmup_ms:.0f} ms",
+        f"warm-up {runner.warmup_ms:.0f} ms; {streams} inference stream(s) of {threads} "
+        "onnxruntime thread(s)",
         file=sys.stderr,
     )
     uvicorn.run(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -53,10 +54,26 @@ def to_model_input(
     region = decoded.region if decoded is not None and decoded.reduced else None
     fill = [255 * m for m in metadata.mean]
     resized = resize_to_input(pixels, geometry, fill=fill, region=region)
-    mean = np.asarray(metadata.mean, dtype=np.float32)
-    std = np.asarray(metadata.std, dtype=np.float32)
-    normalised = (resized.astype(np.float32) * np.float32(1 / 255) - mean) / std
-    return np.ascontiguousarray(normalised.transpose(2, 0, 1)), geometry
+    table = _normalised_values(tuple(metadata.mean), tuple(metadata.std))
+    tensor = np.empty((3, resized.shape[0], resized.shape[1]), dtype=np.float32)
+    for channel in range(3):
+        np.take(table[channel], resized[:, :, channel], out=tensor[channel])
+    return tensor, geometry
+
+
+@lru_cache(maxsize=8)
+def _normalised_values(
+    mean: tuple[float, float, float], std: tuple[float, float, float]
+) -> np.ndarray:
+    """float32 ``[3, 256]``: ``(value / 255 - mean) / std`` of every ``uint8`` value per
+    channel, computed in float32 as a direct per-pixel evaluation would be, so looking
+    pixels up in it gives bit-identical tensors at a third of the cost."""
+    values = np.arange(256, dtype=np.float32)[:, None]
+    m = np.asarray(mean, dtype=np.float32)
+    s = np.asarray(std, dtype=np.float32)
+    table = np.ascontiguousarray(((values * np.float32(1 / 255) - m) / s).T)
+    table.flags.writeable = False
+    return table
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from prodet.serve.parallelism import plan_parallelism
 from prodet.serve.settings import Settings
 
 CLUSTER_EXTRA = "pip install 'prodet[cluster]'"
@@ -114,15 +115,21 @@ class RayOptions(BaseSettings):
 
 
 def replica_settings(settings: Settings, options: RayOptions) -> Settings:
-    """``settings`` for one replica: onnxruntime's threads fit the replica's CPUs.
+    """``settings`` for one replica: its streams and onnxruntime threads fit its CPUs.
 
-    An explicit ``intra_op_threads`` is kept; by default (0, onnxruntime's choice of every
-    core) each replica gets as many threads as whole CPUs it reserves, at least one, so
-    replicas sharing a machine do not oversubscribe its cores.
+    Explicit ``inference_streams`` and ``intra_op_threads`` are kept; those left at 0 are
+    planned (``serve.parallelism``) for the whole CPUs the replica reserves, at least one,
+    not for the host's cores, so replicas sharing a machine do not oversubscribe it.
     """
-    if settings.intra_op_threads:
-        return settings
-    return settings.model_copy(update={"intra_op_threads": max(1, int(options.replica_cpus))})
+    plan = plan_parallelism(
+        max(1, int(options.replica_cpus)),
+        streams=settings.inference_streams,
+        intra_op_threads=settings.intra_op_threads,
+        on_gpu=options.replica_gpus > 0,
+    )
+    return settings.model_copy(
+        update={"intra_op_threads": plan.intra_op_threads, "inference_streams": plan.streams}
+    )
 
 
 def deployment_options(settings: Settings, options: RayOptions) -> dict[str, Any]:

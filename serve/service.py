@@ -18,11 +18,23 @@ from prodet.serve.batcher import MicroBatcher, QueueFullError
 from prodet.serve.errors import ApiError
 from prodet.serve.metrics import ServiceMetrics
 from prodet.serve.model_runner import ModelLoadError, ModelRunner
+from prodet.serve.parallelism import Parallelism, plan_parallelism, usable_cores
 from prodet.serve.postprocess import DetectionFilter, select_detections
 from prodet.serve.preprocess import PreparedImage, prepare_image
 from prodet.serve.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+def parallelism(settings: Settings, *, on_gpu: bool = False) -> Parallelism:
+    """The streams and onnxruntime threads ``settings`` ask for, with 0s chosen for this
+    machine's cores (``serve.parallelism``)."""
+    return plan_parallelism(
+        usable_cores(),
+        streams=settings.inference_streams,
+        intra_op_threads=settings.intra_op_threads,
+        on_gpu=on_gpu,
+    )
 
 
 def load_runner(settings: Settings) -> ModelRunner:
@@ -38,7 +50,7 @@ def load_runner(settings: Settings) -> ModelRunner:
         # Idle onnxruntime threads spin-wait for work unless the settings leave the cores
         # to image decoding between runs.
         spinning=settings.ort_spinning,
-        intra_op_threads=settings.intra_op_threads,
+        intra_op_threads=parallelism(settings).intra_op_threads,
         warmup_batch=settings.max_batch,
     )
 
@@ -79,6 +91,7 @@ class Service:
         self.settings = settings
         self.runner = runner
         self.metrics = metrics
+        self.parallelism = parallelism(settings, on_gpu=runner.on_gpu)
         self.batcher = MicroBatcher(
             max_batch=settings.max_batch,
             max_wait_ms=settings.max_wait_ms,
@@ -86,7 +99,7 @@ class Service:
             timeout_s=settings.request_timeout_s,
             on_batch=metrics.observe_batch,
             on_depth=metrics.queue_depth.set,
-            streams=settings.inference_streams,
+            streams=self.parallelism.streams,
         )
         self.last_reload_error: str | None = None
         self._admitted = 0

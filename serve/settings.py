@@ -54,9 +54,15 @@ class Settings(BaseSettings):
         "allows; boxes stay in the original's pixels",
     )
     max_batch_images: int = Field(16, ge=1, description="images in one /v1/detect/batch")
-    intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads (0: its default)")
+    intra_op_threads: int = Field(
+        0, ge=0, description="onnxruntime threads per batch (0: the cores divided among streams)"
+    )
     inference_streams: int = Field(
-        1, ge=1, le=16, description="batches run at the same time on the shared session"
+        0,
+        ge=0,
+        le=16,
+        description="batches run at the same time on the shared session (0: one per core up "
+        "to 4 on the CPU, 1 on a GPU)",
     )
     ort_spinning: bool = Field(
         True, description="onnxruntime threads spin between runs (off frees cores for decoding)"

@@ -28,6 +28,17 @@ def test_model_input_values() -> None:
     np.testing.assert_allclose(tensor[:, 48:], PAD_VALUE, atol=1e-6)
 
 
+def test_model_input_is_the_per_pixel_formula_bit_for_bit() -> None:
+    # The service looks values up in a table; training's eval normalises pixel by pixel.
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    tensor, _ = to_model_input(pixels, META)
+    mean = np.asarray(META.mean, dtype=np.float32)
+    std = np.asarray(META.std, dtype=np.float32)
+    direct = (pixels.astype(np.float32) * np.float32(1 / 255) - mean) / std
+    assert np.array_equal(tensor, direct.transpose(2, 0, 1))
+    assert tensor.flags.c_contiguous
+
+
 def test_prepared_image_is_upright_by_its_exif_tag() -> None:
     exif = Image.Exif()
     exif[0x0112] = 8  # rotate 90 degrees counter-clockwise for display

@@ -51,8 +51,11 @@ def test_fixed_replicas_map_to_ray_serve_options(model_path: Path) -> None:
     assert values["logging_config"] == {"log_level": "INFO", "enable_access_log": True}
     quiet = make_settings(model_path, log_level="warning")
     assert deployment_options(quiet, options)["logging_config"]["enable_access_log"] is False
-    # onnxruntime threads follow the replica's whole CPUs, unless given explicitly.
-    assert replica_settings(settings, options).intra_op_threads == 2
+    # Streams and onnxruntime threads follow the replica's whole CPUs, unless given.
+    on_gpu = replica_settings(settings, options)
+    assert (on_gpu.inference_streams, on_gpu.intra_op_threads) == (1, 2)
+    on_cpu = replica_settings(settings, RayOptions(replica_cpus=2.5))
+    assert (on_cpu.inference_streams, on_cpu.intra_op_threads) == (2, 1)
     assert replica_settings(settings, RayOptions(replica_cpus=0.5)).intra_op_threads == 1
     explicit = make_settings(model_path, intra_op_threads=3)
     assert replica_settings(explicit, options).intra_op_threads == 3
