@@ -67,8 +67,8 @@ class RayOptions(BaseSettings):
     replica_cpus: float = Field(
         1.0,
         gt=0,
-        description="CPUs reserved per replica; onnxruntime's intra-op threads follow it "
-        "unless --intra-op-threads is given",
+        description="CPUs reserved per replica; its inference streams and onnxruntime "
+        "threads are planned for them unless given",
     )
     replica_gpus: float = Field(
         0.0,
