@@ -8,9 +8,9 @@ the one session) and ``intra_op_threads`` (onnxruntime's threads per batch). Eit
   among them: on 2 cores, 2 streams of 1 thread; on 16, 4 streams of 4 threads. One batch
   per core lets the serial parts of one run (NMS, gathers) and the image decoding of
   waiting requests overlap another run's convolutions. Measured on the 2-core benchmark
-  machine with 12-MP camera JPEGs (BENCHMARKS.md, "Serving latency"): 2 x 1 serves 58.6
-  images/s at 8 clients against 48.1 for one stream on all cores, and uses 32 ms of CPU per
-  image against 40; a lone request waits 37.6 ms against 32.4. More than
+  machine with 12-MP camera JPEGs (docs/serve.md, "Tuning for throughput on a CPU"): 2 x 1
+  serves 58.9 images/s at 8 clients against 48.1 for one stream on all cores, and uses 32
+  ms of CPU per image against 40; a lone request waits 37.6 ms against 32.4. More than
   ``MAX_AUTO_STREAMS`` streams would only trade a lone request's latency for throughput
   that the cores cannot give anyway.
 * **On a GPU,** one stream: the device runs one batch at a time, and a second stream only
