@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -57,7 +58,14 @@ from serve_load_report import (
     section,
     workload_text,
 )
-from serve_peers import RawResult, combined_raw, naive_server, peak_rss_mib, raw_onnxruntime
+from serve_peers import (
+    RawResult,
+    combined_raw,
+    naive_server,
+    peak_rss_mib,
+    process_cpu_s,
+    raw_onnxruntime,
+)
 
 from prodet.live_server import live_server
 
@@ -114,17 +122,33 @@ class Target:
     pid: int
 
 
-def measure_once(
-    target: Target, requests: list[bytes], clients: int, seconds: float
-) -> tuple[LevelStats, tuple[float, float]]:
-    """One run of one level: its stats and the ``(sum, count)`` of the batch sizes the
-    server ran meanwhile (``(0, 0)`` where ``/metrics`` does not say)."""
+@dataclass(frozen=True)
+class Run:
+    """One run of one level: its stats, the ``(sum, count)`` of the batch sizes the server
+    ran meanwhile (``(0, 0)`` where ``/metrics`` does not say), and the CPU seconds the
+    server process (all threads) and this load generator used."""
+
+    stats: LevelStats
+    batch_sizes: tuple[float, float]
+    server_cpu_s: float
+    client_cpu_s: float
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure_once(target: Target, requests: list[bytes], clients: int, seconds: float) -> Run:
+    """Run one level once against ``target`` (see ``Run``)."""
     before = _batch_totals(target.url)
+    server, client = process_cpu_s(target.pid), _own_cpu_s()
     stats = run_level(target.url, requests, clients, seconds)
+    server, client = process_cpu_s(target.pid) - server, _own_cpu_s() - client
     after = _batch_totals(target.url)
     if before is None or after is None:
-        return stats, (0.0, 0.0)
-    return stats, (after[0] - before[0], after[1] - before[1])
+        return Run(stats, (0.0, 0.0), server, client)
+    return Run(stats, (after[0] - before[0], after[1] - before[1]), server, client)
 
 
 def measure_rounds(
@@ -145,29 +169,34 @@ def measure_rounds(
     for target in targets:  # unmeasured warm-up
         run_level(target.url, requests, max(levels), min(5.0, seconds))
     share = seconds / rounds
-    parts: dict[tuple[str, int], list[LevelStats]] = {}
-    batches: dict[tuple[str, int], list[float]] = {}
+    runs: dict[tuple[str, int], list[Run]] = {}
     raw_rounds = []
     for round_ in range(rounds):
         for clients in levels:
             for target in targets:
-                stats, (total, count) = measure_once(target, requests, clients, share)
-                parts.setdefault((target.name, clients), []).append(stats)
-                sums = batches.setdefault((target.name, clients), [0.0, 0.0])
-                sums[0] += total
-                sums[1] += count
+                run = measure_once(target, requests, clients, share)
+                runs.setdefault((target.name, clients), []).append(run)
                 print(f"round {round_ + 1}/{rounds}: {target.name}, {clients} clients: "
-                      f"{stats.images_per_s:.1f} images/s", flush=True)  # fmt: skip
+                      f"{run.stats.images_per_s:.1f} images/s", flush=True)  # fmt: skip
         if raw_round is not None:
             raw_rounds.append(raw_round(share))
     results = []
     for target in targets:
         for clients in levels:
-            total, count = batches[(target.name, clients)]
-            mean = total / count if count else float("nan")
-            stats = LevelStats.combined(parts[(target.name, clients)])
-            results.append(Level(target.name, clients, stats, mean, peak_rss_mib(target.pid)))
-            print(results[-1].row(), flush=True)
+            mine = runs[(target.name, clients)]
+            count = sum(run.batch_sizes[1] for run in mine)
+            mean = sum(run.batch_sizes[0] for run in mine) / count if count else float("nan")
+            level = Level(
+                target.name,
+                clients,
+                LevelStats.combined([run.stats for run in mine]),
+                mean,
+                peak_rss_mib(target.pid),
+                server_cpu_s=sum(run.server_cpu_s for run in mine),
+                client_cpu_s=sum(run.client_cpu_s for run in mine),
+            )
+            results.append(level)
+            print(level.row(), flush=True)
     return results, combined_raw(raw_rounds)
 
 

@@ -54,6 +54,8 @@ class Level:
     stats: LevelStats
     mean_batch: float
     peak_rss_mib: float
+    server_cpu_s: float = float("nan")
+    client_cpu_s: float = float("nan")
 
     @property
     def images_per_s(self) -> float:
@@ -62,6 +64,11 @@ class Level:
     def percentile(self, q: float) -> float:
         return self.stats.latency_ms(q)
 
+    def cpu_ms_per_image(self, seconds: float) -> float:
+        """``seconds`` of CPU per answered request, in ms (NaN when none was answered)."""
+        answers = len(self.stats.latencies)
+        return seconds * 1000 / answers if answers else float("nan")
+
     def row(self) -> str:
         st = self.stats
         batch = "-" if self.mean_batch != self.mean_batch else f"{self.mean_batch:.2f}"
@@ -69,8 +76,13 @@ class Level:
             f"| {self.server} | {self.clients} | {st.wall_s:.0f} | {len(st.latencies)} | "
             f"{st.images_per_s:.1f} | {st.latency_ms(0.5):.1f} | {st.latency_ms(0.95):.1f} | "
             f"{st.latency_ms(0.99):.1f} | {batch} | {st.refused} | {st.errors} | "
-            f"{self.peak_rss_mib:.0f} |"
+            f"{self.peak_rss_mib:.0f} | {_ms(self.cpu_ms_per_image(self.server_cpu_s))} | "
+            f"{_ms(self.cpu_ms_per_image(self.client_cpu_s))} |"
         )
+
+
+def _ms(value: float) -> str:
+    return "-" if value != value else f"{value:.1f}"
 
 
 def plot(levels: list[Level], path: Path) -> None:
@@ -114,17 +126,33 @@ def _comparisons(levels: list[Level], raw: list[RawResult]) -> list[str]:
     return out
 
 
+def _cpu_line(levels: list[Level]) -> str | None:
+    """What each server spent in CPU per answer at 8 clients, and the load generator."""
+    at8 = [level for level in levels if level.clients == 8]
+    spent = [(level.server, level.cpu_ms_per_image(level.server_cpu_s)) for level in at8]
+    spent = [(server, ms) for server, ms in spent if ms == ms]
+    if not spent:
+        return None
+    client = max(level.cpu_ms_per_image(level.client_cpu_s) for level in at8)
+    text = "; ".join(f"{server} {ms:.1f} ms" for server, ms in spent)
+    return (
+        f"CPU per answered image at 8 clients (the server process, all its threads): {text}; "
+        f"the load generator at most {client:.1f} ms."
+    )
+
+
 def workload_text(
     workload: Workload, levels: list[Level], raw: list[RawResult], agreement: str | None
 ) -> list[str]:
     """One workload's table, its ratios and, for JPEGs, the box agreement."""
     header = (
         "| server | clients | s | answers | images/s | p50 ms | p95 ms | p99 ms | mean batch "
-        "| 503s | errors | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| 503s | errors | peak RSS MiB | server CPU ms/image | load generator CPU ms/image |"
+        "\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     raw_rows = "".join(
         f"\n| {r.label}, batch {r.batch} | - | {r.wall_s:.0f} | {r.images} | {r.images_per_s:.1f} "
-        "| - | - | - | - | - | - | - |"
+        "| - | - | - | - | - | - | - | - | - |"
         for r in raw
     )
     table = header + "\n" + "\n".join(level.row() for level in levels) + raw_rows
@@ -132,6 +160,9 @@ def workload_text(
     comparisons = _comparisons(levels, raw)
     if comparisons:
         lines += ["At 8 clients prodet serve reaches " + "; ".join(comparisons) + ".", ""]
+    cpu = _cpu_line(levels)
+    if cpu:
+        lines += [cpu, ""]
     if agreement:
         lines += [agreement, ""]
     lines.append(

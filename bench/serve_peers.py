@@ -49,6 +49,15 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) process ``pid`` has used; NaN where unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class PeerProcess:
     """A server process under test: base URL and pid."""

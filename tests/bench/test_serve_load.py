@@ -54,8 +54,14 @@ def test_serve_load_writes_its_section_and_plot(tmp_path: Path) -> None:
     assert "## Other\n\nkept" in text and "### camera photos" in text
     for server in ("prodet serve", "prodet serve --no-fast-jpeg"):
         for clients in (1, 8):
-            row = re.search(rf"^\| {re.escape(server)} \| {clients} \| \d+ \| (\d+) \|", text, re.M)
+            row = re.search(
+                rf"^\| {re.escape(server)} \| {clients} \| \d+ \| (\d+) \|.* \| ([\d.]+) \| ([\d.]+) \|$",
+                text,
+                re.M,
+            )
             assert row is not None and int(row.group(1)) > 0, (server, clients)
+            assert float(row.group(2)) > 0  # the server's CPU per answer
+    assert "CPU per answered image at 8 clients (the server process, all its threads)" in text
     assert "raw onnxruntime, model only, batch 8" in text
     assert "in 2 interleaved rounds of 0.5 s" in text
     assert "At 8 clients prodet serve reaches" in text  # the ratios line
