@@ -35,8 +35,8 @@ from prodet.export.onnx_contract import ModelMetadata
 from prodet.serve.model_runner import ModelRunner
 from prodet.serve.postprocess import DetectionFilter, select_detections
 from prodet.serve.preprocess import PreparedImage, prepare_image
+from prodet.serve.settings import DEFAULT_MAX_PIXELS
 
-MAX_PIXELS = 40_000_000
 MATCH_IOU = 0.5
 SECTION = "## Box agreement: fast against full JPEG decoding, and the model's noise floor"
 
@@ -82,7 +82,7 @@ class Agreement:
 
 
 def _prepare(data: bytes, metadata: ModelMetadata, *, fast_jpeg: bool) -> PreparedImage:
-    return prepare_image(data, metadata, max_pixels=MAX_PIXELS, fast_jpeg=fast_jpeg)
+    return prepare_image(data, metadata, max_pixels=DEFAULT_MAX_PIXELS, fast_jpeg=fast_jpeg)
 
 
 def _answer(

@@ -41,8 +41,8 @@ from prodet.annotations.jpeg_draft import draft_region, reduced_size, reduction_
 from prodet.datasets.geometry import decode_floor
 from prodet.serve.model_runner import ModelRunner
 from prodet.serve.preprocess import prepare_image
+from prodet.serve.settings import DEFAULT_MAX_PIXELS
 
-MAX_PIXELS = 40_000_000
 SECTION = "## Camera photos: the CPU ceiling of fast and full decoding"
 
 
@@ -109,7 +109,7 @@ def stage_rows(
     floor = decode_floor(meta.input_size, meta.resize_mode)  # what the service asks for
 
     def prepare(fast: bool) -> Callable[[bytes], object]:
-        return lambda data: prepare_image(data, meta, max_pixels=MAX_PIXELS, fast_jpeg=fast)
+        return lambda data: prepare_image(data, meta, max_pixels=DEFAULT_MAX_PIXELS, fast_jpeg=fast)
 
     rows = [
         ("pre-processing, full decode (`--no-fast-jpeg`)", per_image_ms(prepare(False), images, repeats)),

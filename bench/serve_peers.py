@@ -31,11 +31,9 @@ from prodet.datasets.geometry import boxes_to_original
 from prodet.live_server import clean_environment, free_port
 from prodet.serve.model_runner import ModelRunner
 from prodet.serve.preprocess import prepare_image
+from prodet.serve.settings import DEFAULT_MAX_PIXELS
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-MAX_PIXELS = 40_000_000
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -150,7 +148,7 @@ def raw_onnxruntime(
     runner = ModelRunner.load(model, provider=provider, warmup_batch=max(batches))
     metadata = runner.metadata
     turn = _Turns([images] if isinstance(images, bytes) else list(images))
-    prepared = prepare_image(turn.next(), metadata, max_pixels=MAX_PIXELS)
+    prepared = prepare_image(turn.next(), metadata, max_pixels=DEFAULT_MAX_PIXELS)
     results = []
     for batch in batches:
         tensors = np.stack([prepared.tensor] * batch)
@@ -161,7 +159,8 @@ def raw_onnxruntime(
 
         def pipeline(batch: int = batch) -> int:
             items = [
-                prepare_image(turn.next(), metadata, max_pixels=MAX_PIXELS) for _ in range(batch)
+                prepare_image(turn.next(), metadata, max_pixels=DEFAULT_MAX_PIXELS)
+                for _ in range(batch)
             ]
             outputs = runner.run(np.stack([p.tensor for p in items]))
             for item, raw in zip(items, outputs, strict=True):
@@ -217,7 +216,9 @@ class _Pipelined:
     def _submit(self) -> list[Future]:
         metadata = self.runner.metadata
         return [
-            self.pool.submit(prepare_image, self.images.next(), metadata, max_pixels=MAX_PIXELS)
+            self.pool.submit(
+                prepare_image, self.images.next(), metadata, max_pixels=DEFAULT_MAX_PIXELS
+            )
             for _ in range(self.batch)
         ]
 

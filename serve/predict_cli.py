@@ -46,7 +46,7 @@ from prodet.serve.prediction_outputs import (
     PredictionWriter,
     VocWriter,
 )
-from prodet.serve.settings import PROVIDERS
+from prodet.serve.settings import DEFAULT_MAX_PIXELS, PROVIDERS
 
 FORMATS = ("json", "coco", "voc")
 _PREDICT_DESCRIPTION = (
@@ -93,7 +93,9 @@ def _predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-detections", type=int, help="keep at most this many per image")
     parser.add_argument("--classes", nargs="+", help="keep only these class names")
     parser.add_argument("--batch-size", type=int, default=8, help="images per inference batch")
-    parser.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image (w*h)")
+    parser.add_argument(
+        "--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="largest image (w*h)"
+    )
     parser.add_argument(
         "--fast-jpeg",
         action=argparse.BooleanOptionalAction,

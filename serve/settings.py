@@ -20,6 +20,7 @@ Provider = Literal["auto", "tensorrt", "cuda", "cpu"]
 PROVIDERS: tuple[str, ...] = get_args(Provider)
 
 MIN_API_KEY_LENGTH = 16
+DEFAULT_MAX_PIXELS = 40_000_000  # largest decoded image (w * h) the service accepts
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class Settings(BaseSettings):
         default_factory=list, description="origins allowed by CORS (comma-separated)"
     )
     max_body_bytes: int = Field(20_000_000, ge=1024, description="largest request body")
-    max_pixels: int = Field(40_000_000, ge=1, description="largest decoded image (w * h)")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="largest decoded image (w * h)")
     fast_jpeg: bool = Field(
         True,
         description="decode JPEGs at the smallest DCT scale (1/2, 1/4, 1/8) the model input "

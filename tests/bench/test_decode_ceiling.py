@@ -6,28 +6,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from tests.serve.tiny_model import save_model
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_decode_ceiling_writes_its_section(tmp_path: Path) -> None:
+def test_decode_ceiling_writes_its_section(tmp_path: Path, camera: Path, report: Path) -> None:
     model = save_model(tmp_path / "tiny.onnx")
-    folder = tmp_path / "camera" / "JPEGImages"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        pixels = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"{i:06d}.jpg", quality=90)
-    report = tmp_path / "BENCHMARKS.md"
-    report.write_text("# Benchmarks\n\n## Other\n\nkept\n", encoding="utf-8")
     command = [
         sys.executable,
         str(REPO / "bench" / "decode_ceiling.py"),
-        *("--model", str(model), "--camera", str(tmp_path / "camera")),
+        *("--model", str(model), "--camera", str(camera)),
         *("--repeats", "1", "--cores", "2", "--write", str(report)),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)

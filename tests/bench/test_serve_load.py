@@ -7,16 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from load_client import LevelStats
+from serve_peers import RawResult, combined_raw
 
 from tests.serve.tiny_model import save_model
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "bench"))
-
-from load_client import LevelStats  # noqa: E402
-from serve_peers import RawResult, combined_raw  # noqa: E402
 
 
 def test_rounds_pool_answers_and_add_walls() -> None:
@@ -31,20 +27,12 @@ def test_rounds_pool_answers_and_add_walls() -> None:
     assert raw == [RawResult("model only", 1, 40, 2.0)]
 
 
-def test_serve_load_writes_its_section_and_plot(tmp_path: Path) -> None:
+def test_serve_load_writes_its_section_and_plot(tmp_path: Path, camera: Path, report: Path) -> None:
     model = save_model(tmp_path / "tiny.onnx")
-    folder = tmp_path / "camera" / "JPEGImages"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        pixels = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"{i:06d}.jpg", quality=90)
-    report = tmp_path / "BENCHMARKS.md"
-    report.write_text("# Benchmarks\n\n## Other\n\nkept\n", encoding="utf-8")
     command = [
         sys.executable,
         str(REPO / "bench" / "serve_load.py"),
-        *("--model", str(model), "--camera", str(tmp_path / "camera")),
+        *("--model", str(model), "--camera", str(camera)),
         *("--seconds", "1", "--rounds", "2", "--concurrency", "1,8"),
         *("--provider", "cpu", "--write", str(report)),
     ]
