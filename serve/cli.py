@@ -96,12 +96,11 @@ def serve_main(argv: list[str]) -> int:
     except ModelLoadError as exc:
         print(f"prodet serve: {exc}", file=sys.stderr)
         return 1
-    streams = parallelism(settings, on_gpu=runner.on_gpu).streams
-    threads = parallelism(settings).intra_op_threads  # what load_runner gave the session
+    streams = parallelism(settings, on_gpu=runner.on_gpu).streams  # as the Service will
     print(
         f"prodet serve: {runner.model_id} version {runner.version} on {runner.provider}, "
-        f"warm-up {runner.warmup_ms:.0f} ms; {streams} inference stream(s) of {threads} "
-        "onnxruntime thread(s)",
+        f"warm-up {runner.warmup_ms:.0f} ms; {streams} inference stream(s) of "
+        f"{runner.intra_op_threads} onnxruntime thread(s)",
         file=sys.stderr,
     )
     uvicorn.run(

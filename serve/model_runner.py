@@ -89,6 +89,8 @@ class ModelRunner:
         self.version = sha256[:12]
         self.providers: tuple[str, ...] = tuple(session.get_providers())
         self.warmup_ms = 0.0
+        # onnxruntime's intra-op threads as the session was built (0: its default).
+        self.intra_op_threads = session.get_session_options().intra_op_num_threads
 
     @property
     def provider(self) -> str:

@@ -27,6 +27,7 @@ def test_load_checks_and_runs(model_path: Path) -> None:
 def test_non_spinning_threads_give_the_same_answers(model_path: Path) -> None:
     spinning = ModelRunner.load(model_path, provider="cpu", intra_op_threads=2)
     sleeping = ModelRunner.load(model_path, provider="cpu", intra_op_threads=2, spinning=False)
+    assert spinning.intra_op_threads == sleeping.intra_op_threads == 2
     images = np.full((1, 3, 64, 64), 2.0, np.float32)
     np.testing.assert_array_equal(spinning.run(images)[0].boxes, sleeping.run(images)[0].boxes)
 
